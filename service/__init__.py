@@ -1,0 +1,1 @@
+"""labrec: lab-order recommendations and reliable hand-off to an external FHIR lab."""

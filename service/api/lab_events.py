@@ -1,0 +1,50 @@
+"""POST /v1/lab-events: the lab's signed status webhooks (Standard Webhooks), no API key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, post
+from litestar.exceptions import NotAuthorizedException
+
+from service.api.deps import container_of
+from service.labs.webhooks import InvalidSignature, verify_event
+from service.usecases.lab_events import EventOutcome, apply_lab_status
+
+
+class LabEventAck(msgspec.Struct, frozen=True):
+    outcome: EventOutcome
+
+
+class LabEventController(Controller):
+    path = "/v1/lab-events"
+    tags = ["lab events"]
+
+    @post(
+        summary="Receive a lab status event",
+        description="Signed per Standard Webhooks (webhook-id, webhook-timestamp, "
+        "webhook-signature). A replayed webhook-id is acknowledged and ignored.",
+        status_code=200,
+        security=[],
+    )
+    async def receive(self, request: Request[Any, Any, Any]) -> LabEventAck:
+        container = container_of(request)
+        body = await request.body()
+        try:
+            event = verify_event(container.webhook_secret, dict(request.headers), body)
+        except InvalidSignature:
+            raise NotAuthorizedException(
+                "Webhook signature is missing, invalid or stale."
+            ) from None
+        outcome = await apply_lab_status(
+            container.sessions,
+            container.clock,
+            event_id=request.headers["webhook-id"],
+            order_id=event.order_id,
+            lab_order_id=event.lab_order_id,
+            status=event.status,
+            occurred_at=event.occurred_at,
+            message=event.message,
+        )
+        return LabEventAck(outcome=outcome)

@@ -1,0 +1,44 @@
+"""What the engine returns: suggestions, what was left out and why, and advisories."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgspec
+
+from service.domain.catalog import Evidence, Panel
+from service.domain.vocabulary import Priority, SuppressionReason
+
+
+class Suggestion(msgspec.Struct, frozen=True):
+    panel: Panel
+    priority: Priority
+    rationale: str
+    evidence: tuple[Evidence, ...]
+    rules: tuple[str, ...]
+    cautions: tuple[str, ...] = ()
+    alternatives: tuple[Panel, ...] = ()
+    retest_days: int | None = None
+
+
+class Suppressed(msgspec.Struct, frozen=True):
+    panel_id: str
+    panel_name: str
+    reason: SuppressionReason
+    detail: str
+    rules: tuple[str, ...]
+    last_tested: dt.date | None = None
+
+
+class AdvisoryNote(msgspec.Struct, frozen=True):
+    id: str
+    text: str
+    source: str
+
+
+class Recommendation(msgspec.Struct, frozen=True):
+    catalog_version: str
+    as_of: dt.date
+    suggestions: tuple[Suggestion, ...]
+    suppressed: tuple[Suppressed, ...]
+    advisories: tuple[AdvisoryNote, ...]

@@ -1,0 +1,39 @@
+"""The audit trail: one append-only row per access to an order or patient data."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.domain.principal import Principal
+from service.persistence.models import AuditRecord
+
+
+def record_audit(
+    session: AsyncSession,
+    *,
+    principal: Principal | None,
+    action: str,
+    object_type: str,
+    object_id: str | None,
+    patient_reference: str | None,
+    outcome: str,
+    now: dt.datetime,
+    actor: str | None = None,
+    organisation_id: str | None = None,
+) -> None:
+    """Adds the row to the caller's transaction, so it commits (or rolls back) with the write."""
+    session.add(
+        AuditRecord(
+            at=now,
+            organisation_id=principal.organisation_id if principal else organisation_id,
+            actor=principal.actor if principal else (actor or "system"),
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            patient_reference=patient_reference,
+            outcome=outcome,
+            request_id=principal.request_id if principal else None,
+        )
+    )

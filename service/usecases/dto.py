@@ -1,0 +1,229 @@
+"""Request and response shapes shared by every face (REST, CDS Hooks, UI).
+
+Write shapes forbid unknown fields (no mass assignment) and bound every string and list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+import msgspec
+
+from service.domain.vocabulary import (
+    EvidenceGrade,
+    Finding,
+    Phase,
+    Priority,
+    Route,
+    Sex,
+    SpecimenType,
+    SuppressionReason,
+    Tier,
+)
+
+Str64 = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Str200 = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Url = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class CodingIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    system: Url
+    code: Str64
+
+
+class PatientContextIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    sex: Sex
+    age: Annotated[int, msgspec.Meta(ge=0, le=130)] | None = None
+    pregnancy_possible: bool | None = None
+
+
+class RecentTestIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    date: dt.date
+    code: CodingIn | None = None
+    panel_id: Str64 | None = None
+
+
+class PreferencesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    exclude_specimen_types: Annotated[list[SpecimenType], msgspec.Meta(max_length=8)] = []
+    evidence_based_only: bool = False
+    vendors: Annotated[list[Str200], msgspec.Meta(max_length=20)] = []
+
+
+class RecommendationRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A therapy context. ``therapy`` is a catalog id or an RxNorm coding."""
+
+    therapy: Str64 | CodingIn
+    phase: Phase
+    patient: PatientContextIn
+    route: Route | None = None
+    conditions: Annotated[list[CodingIn], msgspec.Meta(max_length=50)] = []
+    findings: Annotated[list[Finding], msgspec.Meta(max_length=20)] = []
+    recent_tests: Annotated[list[RecentTestIn], msgspec.Meta(max_length=100)] = []
+    preferences: PreferencesIn = PreferencesIn()
+    as_of: dt.date | None = None
+
+
+class CodingOut(msgspec.Struct, frozen=True):
+    system: str
+    code: str
+    display: str | None = None
+
+
+class PriceOut(msgspec.Struct, frozen=True):
+    amount: float
+    currency: str
+    source: str
+
+
+class PanelOut(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    family: str
+    tier: Tier
+    codes: list[CodingOut]
+    vendor: str
+    specimen: SpecimenType
+    specimen_collection: str
+    turnaround: str | None = None
+    price: PriceOut | None = None
+
+
+class PanelDetailOut(PanelOut, frozen=True):
+    analytes: list[str] = []
+    satisfied_by: list[CodingOut] = []
+    caveats: list[str] = []
+    unknowns: list[str] = []
+    default_in_family: bool = False
+
+
+class EvidenceOut(msgspec.Struct, frozen=True):
+    id: str
+    citation: str
+    finding: str
+    grade: EvidenceGrade
+    doi: str | None = None
+    pmid: str | None = None
+    label: str | None = None
+    url: str | None = None
+
+
+class SuggestionOut(msgspec.Struct, frozen=True):
+    panel: PanelOut
+    priority: Priority
+    rationale: str
+    evidence: list[EvidenceOut]
+    rules: list[str]
+    cautions: list[str]
+    alternatives: list[PanelOut]
+    retest_days: int | None = None
+
+
+class SuppressedOut(msgspec.Struct, frozen=True):
+    panel_id: str
+    panel_name: str
+    reason: SuppressionReason
+    detail: str
+    rules: list[str]
+    last_tested: dt.date | None = None
+
+
+class AdvisoryOut(msgspec.Struct, frozen=True):
+    id: str
+    text: str
+    source: str
+
+
+class RecommendationOut(msgspec.Struct, frozen=True):
+    recommendation_id: str
+    catalog_version: str
+    created_at: dt.datetime
+    as_of: dt.date
+    therapy: str
+    suggestions: list[SuggestionOut]
+    suppressed: list[SuppressedOut]
+    advisories: list[AdvisoryOut]
+    disclaimer: str
+
+
+class TherapyOut(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    routes: list[Route]
+    codings: list[dict[str, Any]]
+    note: str | None = None
+
+
+Npi = Annotated[str, msgspec.Meta(pattern=r"^\d{10}$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+PatientReference = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^\S+$")]
+
+
+class PatientIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a lab requisition needs to identify the patient."""
+
+    reference: PatientReference
+    given_name: Name
+    family_name: Name
+    birth_date: dt.date
+    sex: Sex
+
+
+class PractitionerIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    npi: Npi
+    name: Name
+
+
+class OrderRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    patient: PatientIn
+    practitioner: PractitionerIn
+    panel_ids: Annotated[list[Str64], msgspec.Meta(min_length=1, max_length=30)]
+    conditions: Annotated[list[CodingIn], msgspec.Meta(max_length=20)] = []
+    recommendation_id: Annotated[str, msgspec.Meta(max_length=36)] | None = None
+    notes: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+
+
+class OrderPanelOut(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    codes: list[CodingOut]
+    specimen: str
+
+
+class AttemptOut(msgspec.Struct, frozen=True):
+    at: dt.datetime
+    kind: str
+    outcome: str
+    detail: str | None = None
+
+
+class OrderOut(msgspec.Struct, frozen=True):
+    id: str
+    status: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    patient: PatientIn
+    practitioner: PractitionerIn
+    panels: list[OrderPanelOut]
+    conditions: list[CodingOut]
+    catalog_version: str
+    recommendation_id: str | None = None
+    notes: str | None = None
+    lab_order_id: str | None = None
+    status_detail: str | None = None
+    attempts: list[AttemptOut] = []
+
+
+class OrderSummaryOut(msgspec.Struct, frozen=True):
+    id: str
+    status: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    patient_reference: str
+    panel_ids: list[str]
+    lab_order_id: str | None = None
+
+
+class OrderPage(msgspec.Struct, frozen=True):
+    items: list[OrderSummaryOut]
+    next_cursor: str | None = None

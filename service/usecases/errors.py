@@ -1,0 +1,58 @@
+"""Use-case errors. Each face maps them to its own error format (problem+json for REST)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UseCaseError(Exception):
+    """Base: ``status`` is the HTTP status a REST face should answer with."""
+
+    status = 400
+    type_slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+class InvalidInput(UseCaseError):
+    status = 422
+    type_slug = "invalid-input"
+    title = "The request has values labrec cannot use"
+
+
+class NotFound(UseCaseError):
+    status = 404
+    type_slug = "not-found"
+    title = "Not found"
+
+
+class Conflict(UseCaseError):
+    status = 409
+    type_slug = "conflict"
+    title = "Conflict with the current state"
+
+
+class IdempotencyKeyMissing(UseCaseError):
+    status = 400
+    type_slug = "idempotency-key-missing"
+    title = "Idempotency-Key header required"
+
+
+class IdempotencyKeyReused(UseCaseError):
+    status = 422
+    type_slug = "idempotency-key-reused"
+    title = "Idempotency-Key reused with a different request"
+
+
+class IdempotencyInProgress(UseCaseError):
+    status = 409
+    type_slug = "idempotency-request-in-progress"
+    title = "A request with this Idempotency-Key is still being processed"
+
+
+def field_error(path: str, message: str) -> dict[str, Any]:
+    return {"field": path, "message": message}

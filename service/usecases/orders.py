@@ -1,0 +1,356 @@
+"""Order intake, reads, cancel and re-queue. The outbox row commits with the order."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from typing import Any, Final
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.domain import orders as states
+from service.domain.catalog import Catalog
+from service.domain.principal import Principal
+from service.domain.vocabulary import ICD10CM
+from service.persistence import idempotency, outbox
+from service.persistence import orders as repo
+from service.persistence.audit import record_audit
+from service.persistence.models import Order
+from service.usecases.clock import Clock
+from service.usecases.dto import (
+    AttemptOut,
+    CodingOut,
+    OrderOut,
+    OrderPage,
+    OrderPanelOut,
+    OrderRequest,
+    OrderSummaryOut,
+    PatientIn,
+    PractitionerIn,
+)
+from service.usecases.errors import (
+    Conflict,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
+    InvalidInput,
+    NotFound,
+    field_error,
+)
+
+_SCOPE: Final = "POST /v1/orders"
+_ENCODER: Final = msgspec.json.Encoder(order="deterministic")
+
+
+class PlaceResult(msgspec.Struct, frozen=True):
+    status: int
+    body: dict[str, Any]
+    replayed: bool
+
+
+class OrderService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog: Catalog,
+        clock: Clock,
+        idempotency_ttl: dt.timedelta,
+    ) -> None:
+        self._sessions = sessions
+        self._catalog = catalog
+        self._clock = clock
+        self._ttl = idempotency_ttl
+
+    async def place(self, principal: Principal, key: str, request: OrderRequest) -> PlaceResult:
+        """Idempotent intake: same key and body replays; same key, other body is refused."""
+        self._validate(request)
+        fingerprint = hashlib.sha256(_ENCODER.encode(request)).hexdigest()
+        org = principal.organisation_id
+        reservation = await idempotency.reserve(
+            self._sessions,
+            organisation_id=org,
+            scope=_SCOPE,
+            key=key,
+            fingerprint=fingerprint,
+            now=self._clock(),
+            ttl=self._ttl,
+        )
+        match reservation:
+            case idempotency.Replay(status=status, body=body):
+                return PlaceResult(status=status, body=body, replayed=True)
+            case idempotency.Mismatch():
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was used with a different request body. "
+                    "Use a new key for a new order."
+                )
+            case idempotency.InProgress():
+                raise IdempotencyInProgress(
+                    "A request with this Idempotency-Key is still being processed; retry shortly."
+                )
+        try:
+            async with self._sessions() as session, session.begin():
+                body = await self._create(session, principal, request)
+                await idempotency.complete(
+                    session, organisation_id=org, scope=_SCOPE, key=key, status=201, body=body
+                )
+        except BaseException:
+            await idempotency.release(self._sessions, organisation_id=org, scope=_SCOPE, key=key)
+            raise
+        return PlaceResult(status=201, body=body, replayed=False)
+
+    def _validate(self, request: OrderRequest) -> None:
+        errors = []
+        unknown = [p for p in request.panel_ids if p not in self._catalog.panels]
+        if unknown:
+            errors.append(field_error("panel_ids", f"unknown panel(s): {', '.join(unknown)}"))
+        if len(set(request.panel_ids)) != len(request.panel_ids):
+            errors.append(field_error("panel_ids", "lists a panel more than once"))
+        for i, coding in enumerate(request.conditions):
+            if coding.system != ICD10CM:
+                errors.append(field_error(f"conditions[{i}].system", f"must be {ICD10CM}"))
+        if request.patient.birth_date > self._clock().date():
+            errors.append(field_error("patient.birth_date", "is in the future"))
+        if errors:
+            raise InvalidInput("The order has values labrec cannot use.", errors=errors)
+
+    async def _create(
+        self, session: AsyncSession, principal: Principal, request: OrderRequest
+    ) -> dict[str, Any]:
+        now = self._clock()
+        org = principal.organisation_id
+        if request.recommendation_id is not None and (
+            await repo.get_recommendation(session, org, request.recommendation_id) is None
+        ):
+            raise InvalidInput(
+                "The order cites a recommendation labrec does not know.",
+                errors=[field_error("recommendation_id", "no such recommendation")],
+            )
+        panels = [self._catalog.panels[p] for p in request.panel_ids]
+        order = Order(
+            id=str(uuid.uuid4()),
+            organisation_id=org,
+            status="queued",
+            patient_reference=request.patient.reference,
+            patient=msgspec.to_builtins(request.patient),
+            practitioner=msgspec.to_builtins(request.practitioner),
+            panels=[
+                {
+                    "id": p.id,
+                    "name": p.name,
+                    "codes": msgspec.to_builtins(p.codes),
+                    "specimen": p.specimen.type,
+                }
+                for p in panels
+            ],
+            conditions=[{"system": c.system, "code": c.code} for c in request.conditions],
+            recommendation_id=request.recommendation_id,
+            notes=request.notes,
+            catalog_version=self._catalog.version,
+            lab_order_id=None,
+            status_detail=None,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(order)
+        await session.flush()
+        outbox.add_message(session, organisation_id=org, order_id=order.id, kind="submit", now=now)
+        record_audit(
+            session,
+            principal=principal,
+            action="order.create",
+            object_type="order",
+            object_id=order.id,
+            patient_reference=order.patient_reference,
+            outcome="success",
+            now=now,
+        )
+        body: dict[str, Any] = msgspec.to_builtins(order_out(order, []))
+        return body
+
+    async def get(self, principal: Principal, order_id: str) -> OrderOut:
+        async with self._sessions() as session, session.begin():
+            order = await self._owned(session, principal, order_id, "order.read")
+            attempts = await repo.attempts_of(session, order.id)
+            return order_out(order, attempts)
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        limit: int,
+        status: str | None,
+        patient_reference: str | None,
+        cursor: str | None,
+    ) -> OrderPage:
+        async with self._sessions() as session, session.begin():
+            try:
+                rows, next_cursor = await repo.list_orders(
+                    session,
+                    principal.organisation_id,
+                    limit=limit,
+                    status=status,
+                    patient_reference=patient_reference,
+                    cursor=cursor,
+                )
+            except repo.BadCursor:
+                raise InvalidInput(
+                    "The cursor is not one labrec issued.",
+                    errors=[field_error("cursor", "use next_cursor from the previous page")],
+                ) from None
+            record_audit(
+                session,
+                principal=principal,
+                action="order.list",
+                object_type="order",
+                object_id=None,
+                patient_reference=",".join(sorted({r.patient_reference for r in rows}))[:128]
+                or None,
+                outcome="success",
+                now=self._clock(),
+            )
+            return OrderPage(items=[order_summary(r) for r in rows], next_cursor=next_cursor)
+
+    async def cancel(self, principal: Principal, order_id: str) -> OrderOut:
+        async with self._sessions() as session, session.begin():
+            order = await self._owned(session, principal, order_id, "order.cancel", lock=True)
+            now = self._clock()
+            try:
+                order.status = states.cancel(order.status)
+            except states.IllegalTransition as exc:
+                raise Conflict(str(exc)) from None
+            order.updated_at = now
+            order.status_detail = "Cancelled by the practitioner."
+            await _withdraw_or_notify_lab(session, order, now)
+            repo.add_attempt(session, order.id, now, "cancel", "requested", None)
+            attempts = await repo.attempts_of(session, order.id)
+            return order_out(order, attempts)
+
+    async def requeue(self, order_id: str) -> OrderOut:
+        """Operator action (CLI): send a failed order to the lab again."""
+        async with self._sessions() as session, session.begin():
+            order = await repo.get_order_for_lab(session, order_id, for_update=True)
+            if order is None:
+                raise NotFound(f"No order {order_id}.")
+            now = self._clock()
+            try:
+                order.status = states.requeue(order.status)
+            except states.IllegalTransition as exc:
+                raise Conflict(str(exc)) from None
+            order.updated_at = now
+            order.status_detail = "Re-queued by an operator."
+            outbox.add_message(
+                session,
+                organisation_id=order.organisation_id,
+                order_id=order.id,
+                kind="submit",
+                now=now,
+            )
+            record_audit(
+                session,
+                principal=None,
+                actor="operator",
+                organisation_id=order.organisation_id,
+                action="order.requeue",
+                object_type="order",
+                object_id=order.id,
+                patient_reference=order.patient_reference,
+                outcome="success",
+                now=now,
+            )
+            repo.add_attempt(session, order.id, now, "requeue", "queued", None)
+            return order_out(order, await repo.attempts_of(session, order.id))
+
+    async def _owned(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        order_id: str,
+        action: str,
+        *,
+        lock: bool = False,
+    ) -> Order:
+        """The caller's own order, or NotFound (another organisation's order is not revealed)."""
+        order = await repo.get_order(session, principal.organisation_id, order_id, for_update=lock)
+        if order is None:
+            async with self._sessions() as audit_session, audit_session.begin():
+                record_audit(
+                    audit_session,
+                    principal=principal,
+                    action=action,
+                    object_type="order",
+                    object_id=order_id[:64],
+                    patient_reference=None,
+                    outcome="not_found",
+                    now=self._clock(),
+                )
+            raise NotFound(f"No order {order_id} in your organisation.")
+        record_audit(
+            session,
+            principal=principal,
+            action=action,
+            object_type="order",
+            object_id=order.id,
+            patient_reference=order.patient_reference,
+            outcome="success",
+            now=self._clock(),
+        )
+        return order
+
+
+async def _withdraw_or_notify_lab(session: AsyncSession, order: Order, now: dt.datetime) -> None:
+    """A submission not yet sent is withdrawn; one already with the lab gets a cancel message.
+
+    One in flight right now is left alone: the dispatcher sees the cancelled order when it
+    records the lab's answer and sends the cancel then.
+    """
+    messages = await outbox.messages_for(session, order.id)
+    submit_sent = False
+    for message in messages:
+        if message.kind != "submit":
+            continue
+        if message.status == "pending":
+            message.status = "withdrawn"
+        elif message.status == "sent":
+            submit_sent = True
+    if submit_sent:
+        outbox.add_message(
+            session,
+            organisation_id=order.organisation_id,
+            order_id=order.id,
+            kind="cancel",
+            now=now,
+        )
+
+
+def order_out(order: Order, attempts: list[Any]) -> OrderOut:
+    return OrderOut(
+        id=order.id,
+        status=order.status,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        patient=msgspec.convert(order.patient, PatientIn),
+        practitioner=msgspec.convert(order.practitioner, PractitionerIn),
+        panels=[msgspec.convert(p, OrderPanelOut) for p in order.panels],
+        conditions=[CodingOut(system=c["system"], code=c["code"]) for c in order.conditions],
+        catalog_version=order.catalog_version,
+        recommendation_id=order.recommendation_id,
+        notes=order.notes,
+        lab_order_id=order.lab_order_id,
+        status_detail=order.status_detail,
+        attempts=[
+            AttemptOut(at=a.at, kind=a.kind, outcome=a.outcome, detail=a.detail) for a in attempts
+        ],
+    )
+
+
+def order_summary(order: Order) -> OrderSummaryOut:
+    return OrderSummaryOut(
+        id=order.id,
+        status=order.status,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        patient_reference=order.patient_reference,
+        panel_ids=[p["id"] for p in order.panels],
+        lab_order_id=order.lab_order_id,
+    )

@@ -1,0 +1,257 @@
+"""Recommend: resolve a request against the catalog, run the engine, present the result."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Final
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.domain.catalog import Catalog, Coding, Evidence, Panel
+from service.domain.context import (
+    Preferences,
+    RecentTest,
+    TherapyContext,
+    normalise_icd10,
+)
+from service.domain.engine import recommend
+from service.domain.principal import Principal
+from service.domain.recommendation import Recommendation
+from service.domain.vocabulary import ICD10CM, RXNORM
+from service.persistence.models import StoredRecommendation
+from service.usecases.clock import Clock
+from service.usecases.dto import (
+    AdvisoryOut,
+    CodingOut,
+    EvidenceOut,
+    PanelDetailOut,
+    PanelOut,
+    PriceOut,
+    RecommendationOut,
+    RecommendationRequest,
+    SuggestionOut,
+    SuppressedOut,
+)
+from service.usecases.errors import InvalidInput, field_error
+
+DISCLAIMER: Final = (
+    "Decision support for licensed practitioners. Suggestions are not a diagnosis; complementary "
+    "panels rest on association-level evidence and have not been shown to predict or monitor "
+    "response to ketamine or esketamine."
+)
+
+
+def resolve_context(
+    catalog: Catalog, request: RecommendationRequest, today: dt.date
+) -> TherapyContext:
+    """Map ids and codings to the catalog; errors name the field and the allowed values."""
+    errors: list[dict[str, Any]] = []
+    therapy_id = _resolve_therapy(catalog, request, errors)
+    if therapy_id is not None and request.route is not None:
+        allowed = catalog.therapies[therapy_id].routes
+        if request.route not in allowed:
+            errors.append(
+                field_error(
+                    "route",
+                    f"route '{request.route}' does not fit therapy '{therapy_id}'; allowed: "
+                    + (", ".join(allowed) if allowed else "none (leave route out)"),
+                )
+            )
+    conditions: list[str] = []
+    for i, coding in enumerate(request.conditions):
+        if coding.system != ICD10CM:
+            errors.append(field_error(f"conditions[{i}].system", f"must be {ICD10CM}"))
+        else:
+            conditions.append(normalise_icd10(coding.code))
+    recent: list[RecentTest] = []
+    for i, test in enumerate(request.recent_tests):
+        if (test.code is None) == (test.panel_id is None):
+            errors.append(field_error(f"recent_tests[{i}]", "give exactly one of code or panel_id"))
+            continue
+        if test.panel_id is not None and test.panel_id not in catalog.panels:
+            errors.append(
+                field_error(f"recent_tests[{i}].panel_id", f"unknown panel '{test.panel_id}'")
+            )
+            continue
+        if test.date > (request.as_of or today):
+            errors.append(field_error(f"recent_tests[{i}].date", "is in the future"))
+            continue
+        recent.append(
+            RecentTest(
+                date=test.date,
+                system=test.code.system if test.code else None,
+                code=test.code.code if test.code else None,
+                panel_id=test.panel_id,
+            )
+        )
+    if errors or therapy_id is None:
+        raise InvalidInput("The therapy context has values labrec cannot use.", errors=errors)
+    return TherapyContext(
+        therapy=therapy_id,
+        phase=request.phase,
+        sex=request.patient.sex,
+        route=request.route,
+        condition_codes=tuple(conditions),
+        age=request.patient.age,
+        pregnancy_possible=request.patient.pregnancy_possible,
+        findings=frozenset(request.findings),
+        recent_tests=tuple(recent),
+        preferences=Preferences(
+            exclude_specimen_types=frozenset(request.preferences.exclude_specimen_types),
+            evidence_based_only=request.preferences.evidence_based_only,
+            vendors=tuple(request.preferences.vendors),
+        ),
+        as_of=request.as_of,
+    )
+
+
+def _resolve_therapy(
+    catalog: Catalog, request: RecommendationRequest, errors: list[dict[str, Any]]
+) -> str | None:
+    therapy = request.therapy
+    if isinstance(therapy, str):
+        if therapy in catalog.therapies:
+            return therapy
+        errors.append(
+            field_error(
+                "therapy",
+                f"unknown therapy '{therapy}'; allowed: {', '.join(sorted(catalog.therapies))} "
+                f"or an RxNorm coding ({RXNORM})",
+            )
+        )
+        return None
+    found = catalog.therapy_by_coding.get((therapy.system, therapy.code))
+    if found is None:
+        errors.append(
+            field_error(
+                "therapy",
+                f"no catalog therapy for coding {therapy.system}|{therapy.code}; see "
+                "GET /v1/catalog/therapies for the codings labrec knows",
+            )
+        )
+    return found
+
+
+def run_recommendation(
+    catalog: Catalog, request: RecommendationRequest, now: dt.datetime
+) -> tuple[TherapyContext, Recommendation]:
+    context = resolve_context(catalog, request, now.date())
+    return context, recommend(catalog, context, now.date())
+
+
+def present(
+    recommendation_id: str, therapy: str, result: Recommendation, created_at: dt.datetime
+) -> RecommendationOut:
+    return RecommendationOut(
+        recommendation_id=recommendation_id,
+        catalog_version=result.catalog_version,
+        created_at=created_at,
+        as_of=result.as_of,
+        therapy=therapy,
+        suggestions=[
+            SuggestionOut(
+                panel=panel_out(s.panel),
+                priority=s.priority,
+                rationale=s.rationale,
+                evidence=[evidence_out(e) for e in s.evidence],
+                rules=list(s.rules),
+                cautions=list(s.cautions),
+                alternatives=[panel_out(p) for p in s.alternatives],
+                retest_days=s.retest_days,
+            )
+            for s in result.suggestions
+        ],
+        suppressed=[
+            SuppressedOut(
+                panel_id=s.panel_id,
+                panel_name=s.panel_name,
+                reason=s.reason,
+                detail=s.detail,
+                rules=list(s.rules),
+                last_tested=s.last_tested,
+            )
+            for s in result.suppressed
+        ],
+        advisories=[AdvisoryOut(id=a.id, text=a.text, source=a.source) for a in result.advisories],
+        disclaimer=DISCLAIMER,
+    )
+
+
+def new_recommendation_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _codings(codings: tuple[Coding, ...]) -> list[CodingOut]:
+    return [CodingOut(system=c.system, code=c.code, display=c.display) for c in codings]
+
+
+def panel_out(panel: Panel) -> PanelOut:
+    return PanelOut(
+        id=panel.id,
+        name=panel.name,
+        family=panel.family,
+        tier=panel.tier,
+        codes=_codings(panel.codes),
+        vendor=panel.vendor,
+        specimen=panel.specimen.type,
+        specimen_collection=panel.specimen.collection,
+        turnaround=panel.turnaround,
+        price=msgspec.convert(msgspec.to_builtins(panel.price), PriceOut) if panel.price else None,
+    )
+
+
+def panel_detail_out(panel: Panel) -> PanelDetailOut:
+    base = msgspec.structs.asdict(panel_out(panel))
+    return PanelDetailOut(
+        **base,
+        analytes=list(panel.analytes),
+        satisfied_by=_codings(panel.satisfied_by),
+        caveats=list(panel.caveats),
+        unknowns=list(panel.unknowns),
+        default_in_family=panel.default,
+    )
+
+
+def evidence_out(evidence: Evidence) -> EvidenceOut:
+    return EvidenceOut(
+        id=evidence.id,
+        citation=evidence.citation,
+        finding=evidence.finding,
+        grade=evidence.grade,
+        doi=evidence.doi,
+        pmid=evidence.pmid,
+        label=evidence.label,
+        url=evidence.url,
+    )
+
+
+class RecommendationService:
+    """Runs the engine and stores each result so an order can cite it later."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], catalog: Catalog, clock: Clock
+    ) -> None:
+        self._sessions = sessions
+        self._catalog = catalog
+        self._clock = clock
+
+    async def recommend(
+        self, principal: Principal, request: RecommendationRequest
+    ) -> RecommendationOut:
+        now = self._clock()
+        context, result = run_recommendation(self._catalog, request, now)
+        out = present(new_recommendation_id(), context.therapy, result, now)
+        async with self._sessions() as session, session.begin():
+            session.add(
+                StoredRecommendation(
+                    id=out.recommendation_id,
+                    organisation_id=principal.organisation_id,
+                    created_at=now,
+                    catalog_version=result.catalog_version,
+                    context=msgspec.to_builtins(request),
+                    result=msgspec.to_builtins(out),
+                )
+            )
+        return out

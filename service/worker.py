@@ -1,0 +1,83 @@
+"""Background work: the outbox dispatcher and the reconciliation poll.
+
+Runs inside ``labrec serve`` by default, or alone as ``labrec worker`` (any number of them over one
+PostgreSQL database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+
+from service.container import Container
+from service.labs.outcomes import LabError
+from service.usecases.dispatch import Dispatcher, RetryPolicy
+from service.usecases.lab_events import apply_lab_status, overdue_orders
+
+log = logging.getLogger("labrec.worker")
+
+
+def build_dispatcher(container: Container) -> Dispatcher:
+    settings = container.settings
+    return Dispatcher(
+        container.sessions,
+        container.lab,
+        RetryPolicy(
+            base=settings.dispatch_backoff_base,
+            cap=settings.dispatch_backoff_max,
+            max_attempts=settings.dispatch_max_attempts,
+        ),
+        container.clock,
+        lease=dt.timedelta(seconds=settings.dispatch_lease_seconds),
+    )
+
+
+async def reconcile_once(container: Container, limit: int = 50) -> int:
+    """Ask the lab about orders whose events are overdue; returns how many changed."""
+    threshold = container.clock() - dt.timedelta(seconds=container.settings.reconcile_after_seconds)
+    changed = 0
+    for order in await overdue_orders(container.sessions, older_than=threshold, limit=limit):
+        try:
+            status = await container.lab.fetch_status(order.id)
+        except LabError as exc:
+            log.warning(
+                "reconcile: lab status read failed (%s)",
+                "retryable" if exc.retryable else "permanent",
+            )
+            continue
+        if status is None or status.status == order.status:
+            continue
+        outcome = await apply_lab_status(
+            container.sessions,
+            container.clock,
+            event_id=f"reconcile:{order.id}:{status.status}",
+            order_id=order.id,
+            lab_order_id=status.lab_order_id,
+            status=status.status,
+            occurred_at=status.updated_at or container.clock(),
+            message=None,
+        )
+        changed += outcome == "applied"
+    return changed
+
+
+async def _reconcile_forever(container: Container, stop: asyncio.Event) -> None:
+    interval = max(1.0, container.settings.reconcile_after_seconds / 4)
+    while not stop.is_set():
+        try:
+            await reconcile_once(container)
+        except Exception as exc:
+            log.error("reconcile pass failed: %s", type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+async def run_background(container: Container, stop: asyncio.Event) -> None:
+    """Dispatch and reconcile until ``stop`` is set."""
+    dispatcher = build_dispatcher(container)
+    await asyncio.gather(
+        dispatcher.run_forever(stop, container.settings.dispatch_poll_interval),
+        _reconcile_forever(container, stop),
+    )
