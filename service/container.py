@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service.catalog_loader import load_catalog
 from service.domain.catalog import Catalog
 from service.labs.client import FhirLabClient
-from service.labs.webhooks import new_secret
+from service.labs.webhooks import new_secret, validate_secret
 from service.persistence.database import create_engine, session_factory
 from service.settings import Settings
 from service.usecases.clock import Clock, utc_now
@@ -50,6 +50,8 @@ def build_container(
     lab_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Container:
     """Build everything once; ``lab_transport`` lets tests put a mock at the true edge."""
+    if settings.lab_webhook_secret:
+        validate_secret(settings.lab_webhook_secret)
     catalog = load_catalog(settings.catalog_dir)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)

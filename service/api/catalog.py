@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.api.deps import container_of
 from service.domain.vocabulary import SpecimenType, Tier
@@ -22,11 +22,13 @@ class CatalogController(Controller):
     async def list_panels(
         self,
         request: Request[Any, Any, Any],
-        family: Annotated[str | None, Parameter(max_length=64)] = None,
-        tier: Tier | None = None,
-        specimen: SpecimenType | None = None,
-        vendor: Annotated[str | None, Parameter(max_length=200)] = None,
-        q: Annotated[str | None, Parameter(max_length=200, description="words to search")] = None,
+        family: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        tier: FromQuery[Tier | None] = None,
+        specimen: FromQuery[SpecimenType | None] = None,
+        vendor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        q: Annotated[
+            str | None, QueryParameter(max_length=200, description="words to search")
+        ] = None,
     ) -> list[PanelOut]:
         catalog = container_of(request).catalog
         words = q.casefold().split() if q else []
@@ -41,7 +43,9 @@ class CatalogController(Controller):
         ]
 
     @get("/panels/{panel_id:str}", summary="One panel with analytes, caveats and unknowns")
-    async def get_panel(self, request: Request[Any, Any, Any], panel_id: str) -> PanelDetailOut:
+    async def get_panel(
+        self, request: Request[Any, Any, Any], panel_id: FromPath[str]
+    ) -> PanelDetailOut:
         panel = container_of(request).catalog.panels.get(panel_id)
         if panel is None:
             raise NotFound(

@@ -9,7 +9,8 @@ from litestar import Controller, Request, post
 from litestar.exceptions import NotAuthorizedException
 
 from service.api.deps import container_of
-from service.labs.webhooks import InvalidSignature, verify_event
+from service.labs.webhooks import InvalidEventPayload, InvalidSignature, verify_event
+from service.usecases.errors import InvalidInput
 from service.usecases.lab_events import EventOutcome, apply_lab_status
 
 
@@ -36,6 +37,11 @@ class LabEventController(Controller):
         except InvalidSignature:
             raise NotAuthorizedException(
                 "Webhook signature is missing, invalid or stale."
+            ) from None
+        except InvalidEventPayload:
+            raise InvalidInput(
+                "The signed event is not a labrec lab event (type order.status with order_id, "
+                "lab_order_id, status and occurred_at)."
             ) from None
         outcome = await apply_lab_status(
             container.sessions,

@@ -6,7 +6,8 @@ import re
 from typing import Annotated, Any, Final
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import HeaderParameter, JSONBody, Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from service.api.deps import container_of
 from service.domain.orders import OrderStatus
@@ -49,7 +50,7 @@ class OrderController(Controller):
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[OrderRequest],
-        principal: Principal,
+        principal: NamedDependency[Principal],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[OrderOut]:
         match = _KEY.match(idempotency_key or "")
@@ -68,11 +69,11 @@ class OrderController(Controller):
     async def list_orders(
         self,
         request: Request[Any, Any, Any],
-        principal: Principal,
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-        status: OrderStatus | None = None,
-        patient_reference: Annotated[str | None, Parameter(max_length=128)] = None,
-        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
+        principal: NamedDependency[Principal],
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        status: FromQuery[OrderStatus | None] = None,
+        patient_reference: Annotated[str | None, QueryParameter(max_length=128)] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> OrderPage:
         return await container_of(request).orders.list(
             principal,
@@ -84,12 +85,18 @@ class OrderController(Controller):
 
     @get("/{order_id:str}", summary="One order with its status and attempt history")
     async def get_order(
-        self, request: Request[Any, Any, Any], principal: Principal, order_id: str
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        order_id: FromPath[str],
     ) -> OrderOut:
         return await container_of(request).orders.get(principal, _order_id(order_id))
 
     @post("/{order_id:str}/cancel", summary="Cancel an order not yet resulted", status_code=200)
     async def cancel(
-        self, request: Request[Any, Any, Any], principal: Principal, order_id: str
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        order_id: FromPath[str],
     ) -> OrderOut:
         return await container_of(request).orders.cancel(principal, _order_id(order_id))

@@ -99,7 +99,9 @@ def handle_validation(
         return problem(request, 400, detail or "The request is malformed.")
     if all(item.get("source") not in (None, "body") for item in _items(exc)):
         return problem(
-            request, 400, "A query, path or header parameter is invalid; see errors[].",
+            request,
+            400,
+            "A query, path or header parameter is invalid; see errors[].",
             errors=errors,
         )
     return problem(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from service.api.deps import container_of
@@ -26,6 +27,6 @@ class RecommendationController(Controller):
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[RecommendationRequest],
-        principal: Principal,
+        principal: NamedDependency[Principal],
     ) -> RecommendationOut:
         return await container_of(request).recommendations.recommend(principal, data)

@@ -45,9 +45,13 @@ class RecentTestIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class PreferencesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    exclude_specimen_types: Annotated[list[SpecimenType], msgspec.Meta(max_length=8)] = []
+    exclude_specimen_types: Annotated[list[SpecimenType], msgspec.Meta(max_length=8)] = (
+        msgspec.field(default_factory=list)
+    )
     evidence_based_only: bool = False
-    vendors: Annotated[list[Str200], msgspec.Meta(max_length=20)] = []
+    vendors: Annotated[list[Str200], msgspec.Meta(max_length=20)] = msgspec.field(
+        default_factory=list
+    )
 
 
 class RecommendationRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -57,10 +61,16 @@ class RecommendationRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=T
     phase: Phase
     patient: PatientContextIn
     route: Route | None = None
-    conditions: Annotated[list[CodingIn], msgspec.Meta(max_length=50)] = []
-    findings: Annotated[list[Finding], msgspec.Meta(max_length=20)] = []
-    recent_tests: Annotated[list[RecentTestIn], msgspec.Meta(max_length=100)] = []
-    preferences: PreferencesIn = PreferencesIn()
+    conditions: Annotated[list[CodingIn], msgspec.Meta(max_length=50)] = msgspec.field(
+        default_factory=list
+    )
+    findings: Annotated[list[Finding], msgspec.Meta(max_length=20)] = msgspec.field(
+        default_factory=list
+    )
+    recent_tests: Annotated[list[RecentTestIn], msgspec.Meta(max_length=100)] = msgspec.field(
+        default_factory=list
+    )
+    preferences: PreferencesIn = msgspec.field(default_factory=PreferencesIn)
     as_of: dt.date | None = None
 
 
@@ -90,10 +100,10 @@ class PanelOut(msgspec.Struct, frozen=True):
 
 
 class PanelDetailOut(PanelOut, frozen=True):
-    analytes: list[str] = []
-    satisfied_by: list[CodingOut] = []
-    caveats: list[str] = []
-    unknowns: list[str] = []
+    analytes: list[str] = msgspec.field(default_factory=list)
+    satisfied_by: list[CodingOut] = msgspec.field(default_factory=list)
+    caveats: list[str] = msgspec.field(default_factory=list)
+    unknowns: list[str] = msgspec.field(default_factory=list)
     default_in_family: bool = False
 
 
@@ -178,7 +188,9 @@ class OrderRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     patient: PatientIn
     practitioner: PractitionerIn
     panel_ids: Annotated[list[Str64], msgspec.Meta(min_length=1, max_length=30)]
-    conditions: Annotated[list[CodingIn], msgspec.Meta(max_length=20)] = []
+    conditions: Annotated[list[CodingIn], msgspec.Meta(max_length=20)] = msgspec.field(
+        default_factory=list
+    )
     recommendation_id: Annotated[str, msgspec.Meta(max_length=36)] | None = None
     notes: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
 
@@ -211,7 +223,7 @@ class OrderOut(msgspec.Struct, frozen=True):
     notes: str | None = None
     lab_order_id: str | None = None
     status_detail: str | None = None
-    attempts: list[AttemptOut] = []
+    attempts: list[AttemptOut] = msgspec.field(default_factory=list)
 
 
 class OrderSummaryOut(msgspec.Struct, frozen=True):
