@@ -9,12 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from litestar import Litestar, Router, asgi
-from litestar.config.app import AppConfig
+from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import Receive, Scope, Send
 
 from service.api.catalog import CatalogController
 from service.api.deps import principal_from_api_key
@@ -23,8 +21,9 @@ from service.api.lab_events import LabEventController
 from service.api.orders import OrderController
 from service.api.problems import EXCEPTION_HANDLERS
 from service.api.recommendations import RecommendationController
-from service.container import SANDBOX_MOUNT, Container, build_container
-from service.labs.sandbox import SandboxConfig, create_sandbox_app
+from service.container import SANDBOX_MOUNT, build_container
+from service.labs.sandbox import sandbox_mount
+from service.labs.sandbox_config import SandboxConfig
 from service.logs import configure_logging, request_context_middleware
 from service.persistence.bootstrap import ensure_demo_organisation
 from service.persistence.database import migrate_async
@@ -79,12 +78,22 @@ def create_app(
         security=[{"ApiKey": []}],
     )
     handlers: list[Any] = [v1, LabEventController, live, ready]
+    lifespans: list[Any] = [lifespan]
     if container.uses_builtin_sandbox:
-        handlers.append(_sandbox_mount(container))
+        sandbox = sandbox_mount(
+            SANDBOX_MOUNT,
+            SandboxConfig(
+                webhook_url=settings.public_url.rstrip("/") + "/v1/lab-events",
+                webhook_secret=container.webhook_secret,
+                step_delay=settings.sandbox_step_seconds,
+            ),
+        )
+        handlers.append(sandbox.handler)
+        lifespans.append(sandbox.lifespan)
     app = Litestar(
         route_handlers=handlers,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        lifespan=[lifespan],
+        lifespan=lifespans,
         middleware=[request_context_middleware],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -103,33 +112,11 @@ def create_app(
             render_plugins=[],
             path="/schema",
         ),
-        on_app_init=[_no_default_logging],
+        logging_config=None,  # ours (service/logs.py) never logs headers or bodies
         debug=False,
     )
     app.state.container = container
     return app
-
-
-def _no_default_logging(config: AppConfig) -> AppConfig:
-    """Litestar's own logging config is off: ours never logs headers or bodies."""
-    config.logging_config = None
-    return config
-
-
-def _sandbox_mount(container: Container) -> Any:
-    sandbox = create_sandbox_app(
-        SandboxConfig(
-            webhook_url=container.settings.public_url.rstrip("/") + "/v1/lab-events",
-            webhook_secret=container.webhook_secret,
-            step_delay=container.settings.sandbox_step_seconds,
-        )
-    )
-
-    @asgi(SANDBOX_MOUNT, is_mount=True, include_in_schema=False, copy_scope=True)
-    async def sandbox_lab(scope: Scope, receive: Receive, send: Send) -> None:
-        await sandbox(scope, receive, send)
-
-    return sandbox_lab
 
 
 def app_from_env() -> Litestar:

@@ -62,6 +62,16 @@ async def database_url(
 
 
 @pytest.fixture
+async def postgres_url(postgres: PostgresDatabases | None) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database, for tests of what only PostgreSQL does (SKIP LOCKED)."""
+    if postgres is None:
+        pytest.skip("PostgreSQL: set LABREC_TEST_POSTGRES_URL (CI sets it and never skips)")
+    name = f"labrec_t_{uuid.uuid4().hex[:12]}"
+    yield await postgres.create_from_template(name)
+    await postgres.drop(name)
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'labrec.db'}"
 
