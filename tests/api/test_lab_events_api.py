@@ -39,12 +39,22 @@ def _event(order_id: str, status: str, **kw: object) -> bytes:
     )
 
 
-async def _deliver(client, body: bytes, *, secret: str = SECRET, msg_id: str | None = None,
-                   at: dt.datetime | None = None, tamper: bool = False):
-    headers = sign_event(secret, msg_id or f"msg_{uuid.uuid4().hex}", at or dt.datetime.now(dt.UTC), body)
+async def _deliver(
+    client,
+    body: bytes,
+    *,
+    secret: str = SECRET,
+    msg_id: str | None = None,
+    at: dt.datetime | None = None,
+    tamper: bool = False,
+):
+    headers = sign_event(
+        secret, msg_id or f"msg_{uuid.uuid4().hex}", at or dt.datetime.now(dt.UTC), body
+    )
     sent = body.replace(b"ACC-1", b"ACC-2") if tamper else body
     return await client.post(
-        "/v1/lab-events", content=sent,
+        "/v1/lab-events",
+        content=sent,
         headers={**headers, "content-type": "application/json", "X-API-Key": ""},
     )
 
@@ -82,7 +92,8 @@ async def test_bad_signatures_are_401_and_change_nothing(api, kwargs: dict) -> N
 async def test_missing_signature_is_401(api) -> None:
     client, order_id = api
     response = await client.post(
-        "/v1/lab-events", content=_event(order_id, "received"),
+        "/v1/lab-events",
+        content=_event(order_id, "received"),
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 401
@@ -107,7 +118,9 @@ async def test_out_of_order_events_never_move_backwards(api) -> None:
     assert await _status(client, order_id) == "resulted"
     history = (await client.get(f"/v1/orders/{order_id}")).json()["attempts"]
     assert [a["outcome"] for a in history if a["kind"] == "lab_event"] == [
-        "applied", "ignored", "applied"
+        "applied",
+        "ignored",
+        "applied",
     ]
 
 

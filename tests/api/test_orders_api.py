@@ -87,8 +87,13 @@ async def test_in_flight_key_answers_409(api) -> None:
     key = str(uuid.uuid4())
     org_id = (await client.get("/v1/orders")).status_code and await _org_of(container, client)
     reserved = await idempotency.reserve(
-        container.sessions, organisation_id=org_id, scope="POST /v1/orders", key=key,
-        fingerprint="whatever", now=container.clock(), ttl=__import__("datetime").timedelta(hours=1),
+        container.sessions,
+        organisation_id=org_id,
+        scope="POST /v1/orders",
+        key=key,
+        fingerprint="whatever",
+        now=container.clock(),
+        ttl=__import__("datetime").timedelta(hours=1),
     )
     assert isinstance(reserved, idempotency.Reserved)
     response = await client.post("/v1/orders", json=order_body(), headers={"Idempotency-Key": key})
@@ -118,7 +123,9 @@ async def test_unknown_panels_are_named(api) -> None:
     "field,value",
     [("status", "resulted"), ("organisation_id", "other"), ("price", 1)],
 )
-async def test_mass_assignment_is_refused_and_nothing_stored(api, field: str, value: object) -> None:
+async def test_mass_assignment_is_refused_and_nothing_stored(
+    api, field: str, value: object
+) -> None:
     client, _ = api
     response = await client.post(
         "/v1/orders", json={**order_body(), field: value}, headers=new_key()
@@ -138,7 +145,9 @@ async def test_other_organisation_sees_404_and_empty_list(api) -> None:
     assert (await client.get("/v1/orders", headers=other)).json()["items"] == []
     # the same idempotency key in another organisation is a separate order
     headers = {"Idempotency-Key": "shared-key-1", **other}
-    mine = await client.post("/v1/orders", json=order_body(), headers={"Idempotency-Key": "shared-key-1"})
+    mine = await client.post(
+        "/v1/orders", json=order_body(), headers={"Idempotency-Key": "shared-key-1"}
+    )
     theirs = await client.post("/v1/orders", json=order_body(), headers=headers)
     assert mine.status_code == theirs.status_code == 201
     assert mine.json()["id"] != theirs.json()["id"]
@@ -175,8 +184,12 @@ async def test_list_paginates_and_filters(api) -> None:
         body["patient"] = {**body["patient"], "reference": f"p-{i % 2}"}
         ids.append((await client.post("/v1/orders", json=body, headers=new_key())).json()["id"])
     page1 = (await client.get("/v1/orders", params={"limit": 2})).json()
-    page2 = (await client.get("/v1/orders", params={"limit": 2, "cursor": page1["next_cursor"]})).json()
-    page3 = (await client.get("/v1/orders", params={"limit": 2, "cursor": page2["next_cursor"]})).json()
+    page2 = (
+        await client.get("/v1/orders", params={"limit": 2, "cursor": page1["next_cursor"]})
+    ).json()
+    page3 = (
+        await client.get("/v1/orders", params={"limit": 2, "cursor": page2["next_cursor"]})
+    ).json()
     seen = [o["id"] for o in page1["items"] + page2["items"] + page3["items"]]
     assert sorted(seen) == sorted(ids) and len(set(seen)) == 5
     assert page3["next_cursor"] is None

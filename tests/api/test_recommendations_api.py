@@ -73,23 +73,37 @@ async def test_same_input_same_output(api) -> None:
     "overrides,field,words",
     [
         ({"therapy": "ibogaine"}, "therapy", "allowed: esketamine"),
-        ({"therapy": {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1"}},
-         "therapy", "no catalog therapy"),
+        (
+            {"therapy": {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1"}},
+            "therapy",
+            "no catalog therapy",
+        ),
         ({"therapy": "esketamine", "route": "iv"}, "route", "allowed: intranasal"),
         ({"therapy": "tms", "route": "oral"}, "route", "leave route out"),
-        ({"conditions": [{"system": "http://snomed.info/sct", "code": "1"}]},
-         "conditions[0].system", "icd-10-cm"),
-        ({"recent_tests": [{"date": "2026-01-01", "panel_id": "nope"}]},
-         "recent_tests[0].panel_id", "unknown panel"),
-        ({"recent_tests": [{"date": "2999-01-01", "panel_id": "cbc"}]},
-         "recent_tests[0].date", "future"),
+        (
+            {"conditions": [{"system": "http://snomed.info/sct", "code": "1"}]},
+            "conditions[0].system",
+            "icd-10-cm",
+        ),
+        (
+            {"recent_tests": [{"date": "2026-01-01", "panel_id": "nope"}]},
+            "recent_tests[0].panel_id",
+            "unknown panel",
+        ),
+        (
+            {"recent_tests": [{"date": "2999-01-01", "panel_id": "cbc"}]},
+            "recent_tests[0].date",
+            "future",
+        ),
     ],
 )
 async def test_semantic_errors_name_field_and_allowed_values(
     api, overrides: dict[str, Any], field: str, words: str
 ) -> None:
     client, _ = api
-    body = _problem(await client.post("/v1/recommendations", json=ketamine_context(**overrides)), 422)
+    body = _problem(
+        await client.post("/v1/recommendations", json=ketamine_context(**overrides)), 422
+    )
     assert any(e["field"] == field and words in e["message"] for e in body["errors"]), body
 
 
@@ -110,7 +124,9 @@ async def test_shape_errors_are_422_naming_the_field(
     api, overrides: dict[str, Any], field: str
 ) -> None:
     client, _ = api
-    body = _problem(await client.post("/v1/recommendations", json=ketamine_context(**overrides)), 422)
+    body = _problem(
+        await client.post("/v1/recommendations", json=ketamine_context(**overrides)), 422
+    )
     assert any(e["field"].startswith(field) for e in body["errors"]), body
     assert "telepathy" not in str(body) or field != "findings[0]"
 
@@ -166,7 +182,13 @@ async def test_catalog_therapies_list_routes_and_codings(api) -> None:
     client, _ = api
     therapies = {t["id"]: t for t in (await client.get("/v1/catalog/therapies")).json()}
     assert set(therapies) == {
-        "ketamine", "esketamine", "lithium", "valproate", "ssri_snri", "psilocybin", "tms"
+        "ketamine",
+        "esketamine",
+        "lithium",
+        "valproate",
+        "ssri_snri",
+        "psilocybin",
+        "tms",
     }
     assert therapies["esketamine"]["routes"] == ["intranasal"]
     assert all(c["code"] != "2056959" for c in therapies["esketamine"]["codings"])

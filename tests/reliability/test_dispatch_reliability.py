@@ -52,6 +52,10 @@ async def _statuses(container, ids: list[str]) -> dict[str, str]:
         return dict(rows.all())
 
 
+def _lab_stats(base: str) -> dict[str, int]:
+    return httpx.get(f"{base}/_sandbox/stats", timeout=10).json()
+
+
 def _lab_view(base: str) -> dict[str, dict]:
     return {o["order_id"]: o for o in httpx.get(f"{base}/_sandbox/orders", timeout=10).json()}
 
@@ -93,7 +97,7 @@ async def test_500_orders_through_a_lab_failing_30_percent(
             statuses = await _statuses(container, ids)
         finally:
             await container.aclose()
-        stats = httpx.get(f"{lab}/_sandbox/stats").json()
+        stats = _lab_stats(lab)
         view = _lab_view(lab)
     assert sorted(statuses.values()) == ["submitted"] * 500, "every order reached the lab"
     assert set(view) == set(ids), "the lab knows exactly our orders"
@@ -168,7 +172,7 @@ async def test_two_workers_on_postgres_never_send_an_order_twice(
         finally:
             await container.aclose()
         view = _lab_view(lab)
-        stats = httpx.get(f"{lab}/_sandbox/stats").json()
+        stats = _lab_stats(lab)
     assert sorted(statuses.values()) == ["submitted"] * len(ids)
     assert {o["accepted_count"] for o in view.values()} == {1}
     assert stats["submissions_received"] == len(ids), "no claim overlapped: every order sent once"

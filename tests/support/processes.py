@@ -1,4 +1,4 @@
-"""Real servers for tests: start a command on a free loopback port, wait until it answers, stop it."""
+"""Real servers for tests: start a command on a free loopback port, wait for it, stop it."""
 
 from __future__ import annotations
 
