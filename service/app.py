@@ -15,7 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from service.api.catalog import CatalogController
-from service.api.deps import principal_from_api_key
+from service.api.deps import principal_of, require_api_key
 from service.api.health import live, ready
 from service.api.lab_events import LabEventController
 from service.api.orders import OrderController
@@ -74,7 +74,8 @@ def create_app(
     v1 = Router(
         path="/",
         route_handlers=[RecommendationController, CatalogController, OrderController],
-        dependencies={"principal": Provide(principal_from_api_key)},
+        guards=[require_api_key],
+        dependencies={"principal": Provide(principal_of)},
         security=[{"ApiKey": []}],
     )
     handlers: list[Any] = [v1, LabEventController, live, ready]

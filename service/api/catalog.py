@@ -8,6 +8,7 @@ from litestar import Controller, Request, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.api.deps import container_of
+from service.api.problems import problem_responses
 from service.domain.vocabulary import SpecimenType, Tier
 from service.usecases.dto import PanelDetailOut, PanelOut, TherapyOut
 from service.usecases.errors import NotFound
@@ -18,7 +19,11 @@ class CatalogController(Controller):
     path = "/v1/catalog"
     tags = ["catalog"]
 
-    @get("/panels", summary="List and search panels")
+    @get(
+        "/panels",
+        summary="List and search panels",
+        responses=problem_responses(400, 401, 429),
+    )
     async def list_panels(
         self,
         request: Request[Any, Any, Any],
@@ -42,7 +47,11 @@ class CatalogController(Controller):
             and all(word in catalog.search_text[p.id] for word in words)
         ]
 
-    @get("/panels/{panel_id:str}", summary="One panel with analytes, caveats and unknowns")
+    @get(
+        "/panels/{panel_id:str}",
+        summary="One panel with analytes, caveats and unknowns",
+        responses=problem_responses(400, 401, 404, 429),
+    )
     async def get_panel(
         self, request: Request[Any, Any, Any], panel_id: FromPath[str]
     ) -> PanelDetailOut:
@@ -53,7 +62,11 @@ class CatalogController(Controller):
             )
         return panel_detail_out(panel)
 
-    @get("/therapies", summary="Therapies with their routes and codings")
+    @get(
+        "/therapies",
+        summary="Therapies with their routes and codings",
+        responses=problem_responses(401, 429),
+    )
     async def therapies(self, request: Request[Any, Any, Any]) -> list[TherapyOut]:
         catalog = container_of(request).catalog
         return [

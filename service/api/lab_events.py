@@ -9,6 +9,7 @@ from litestar import Controller, Request, post
 from litestar.exceptions import NotAuthorizedException
 
 from service.api.deps import container_of
+from service.api.problems import problem_responses
 from service.labs.webhooks import InvalidEventPayload, InvalidSignature, verify_event
 from service.usecases.errors import InvalidInput
 from service.usecases.lab_events import EventOutcome, apply_lab_status
@@ -27,6 +28,7 @@ class LabEventController(Controller):
         description="Signed per Standard Webhooks (webhook-id, webhook-timestamp, "
         "webhook-signature). A replayed webhook-id is acknowledged and ignored.",
         status_code=200,
+        responses=problem_responses(400, 401, 413, 422),
         security=[],
     )
     async def receive(self, request: Request[Any, Any, Any]) -> LabEventAck:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Final
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, get, post, route
 from litestar.di import NamedDependency
+from litestar.enums import HttpMethod
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from service.api.deps import container_of
+from service.api.problems import problem_responses
 from service.domain.orders import OrderStatus
 from service.domain.principal import Principal
 from service.usecases.dto import OrderOut, OrderPage, OrderRequest
@@ -44,7 +46,7 @@ class OrderController(Controller):
     @post(
         summary="Place an order (idempotent)",
         status_code=201,
-        responses={},
+        responses=problem_responses(400, 401, 409, 413, 422, 429),
     )
     async def place(
         self,
@@ -65,7 +67,10 @@ class OrderController(Controller):
             headers["Idempotent-Replayed"] = "true"
         return Response(result.body, status_code=result.status, headers=headers)  # type: ignore[arg-type]
 
-    @get(summary="List orders, newest first")
+    @get(
+        summary="List orders, newest first",
+        responses=problem_responses(400, 401, 422, 429),
+    )
     async def list_orders(
         self,
         request: Request[Any, Any, Any],
@@ -83,7 +88,11 @@ class OrderController(Controller):
             cursor=cursor,
         )
 
-    @get("/{order_id:str}", summary="One order with its status and attempt history")
+    @get(
+        "/{order_id:str}",
+        summary="One order with its status and attempt history",
+        responses=problem_responses(400, 401, 404, 429),
+    )
     async def get_order(
         self,
         request: Request[Any, Any, Any],
@@ -92,7 +101,12 @@ class OrderController(Controller):
     ) -> OrderOut:
         return await container_of(request).orders.get(principal, _order_id(order_id))
 
-    @post("/{order_id:str}/cancel", summary="Cancel an order not yet resulted", status_code=200)
+    @post(
+        "/{order_id:str}/cancel",
+        summary="Cancel an order not yet resulted",
+        status_code=200,
+        responses=problem_responses(400, 401, 404, 409, 429),
+    )
     async def cancel(
         self,
         request: Request[Any, Any, Any],

@@ -10,8 +10,10 @@ import logging
 import re
 from typing import Any, Final
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from service.usecases.errors import UseCaseError
@@ -148,3 +150,44 @@ EXCEPTION_HANDLERS: Final = {
     HTTPException: handle_http,
     Exception: handle_unexpected,
 }
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """RFC 9457 problem details as labrec sends them."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldError] | None = None
+
+
+_DESCRIPTIONS: Final = {
+    400: "Malformed request (JSON, parameters or headers)",
+    401: "Missing, unknown or revoked credential",
+    403: "The credential's role may not do this",
+    404: "No such object in your organisation",
+    409: "Conflicts with the current state (or an Idempotency-Key still in flight)",
+    413: "Request body too large",
+    422: "Values labrec cannot use; errors[] names each field",
+    429: "Rate limit exceeded; see Retry-After",
+}
+
+
+def problem_responses(*codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem+json answers an operation can give."""
+    return {
+        code: ResponseSpec(
+            data_container=Problem,
+            media_type=_PROBLEM_JSON,
+            description=_DESCRIPTIONS[code],
+            generate_examples=False,
+        )
+        for code in codes
+    }

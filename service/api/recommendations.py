@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from service.api.deps import container_of
+from service.api.problems import problem_responses
 from service.domain.principal import Principal
 from service.usecases.dto import RecommendationOut, RecommendationRequest
 
@@ -22,6 +23,7 @@ class RecommendationController(Controller):
         description="Returns suggested panels with rationale and evidence, what was left out and "
         "why, and advisories. The result is stored and can be cited by an order.",
         status_code=200,
+        responses=problem_responses(400, 401, 413, 422, 429),
     )
     async def recommend(
         self,

@@ -27,6 +27,18 @@ Str200 = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
+def _list_of_strings(min_items: int, max_items: int, max_length: int) -> msgspec.Meta:
+    """Bounds for a list of strings; the item bounds are repeated for OpenAPI, whose generator
+    (Litestar's) does not carry constraints of list items into the schema by itself."""
+    return msgspec.Meta(
+        min_length=min_items,
+        max_length=max_items,
+        extra_json_schema={
+            "extra": {"items": {"type": "string", "minLength": 1, "maxLength": max_length}}
+        },
+    )
+
+
 class CodingIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     system: Url
     code: Str64
@@ -49,7 +61,7 @@ class PreferencesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         msgspec.field(default_factory=list)
     )
     evidence_based_only: bool = False
-    vendors: Annotated[list[Str200], msgspec.Meta(max_length=20)] = msgspec.field(
+    vendors: Annotated[list[Str200], _list_of_strings(0, 20, 200)] = msgspec.field(
         default_factory=list
     )
 
@@ -57,7 +69,19 @@ class PreferencesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RecommendationRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A therapy context. ``therapy`` is a catalog id or an RxNorm coding."""
 
-    therapy: Str64 | CodingIn
+    therapy: Annotated[
+        Str64 | CodingIn,
+        msgspec.Meta(
+            extra_json_schema={
+                "extra": {
+                    "one_of": [
+                        {"type": "string", "minLength": 1, "maxLength": 64},
+                        {"$ref": "#/components/schemas/CodingIn"},
+                    ]
+                }
+            }
+        ),
+    ]
     phase: Phase
     patient: PatientContextIn
     route: Route | None = None
@@ -187,7 +211,7 @@ class PractitionerIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class OrderRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     patient: PatientIn
     practitioner: PractitionerIn
-    panel_ids: Annotated[list[Str64], msgspec.Meta(min_length=1, max_length=30)]
+    panel_ids: Annotated[list[Str64], _list_of_strings(1, 30, 64)]
     conditions: Annotated[list[CodingIn], msgspec.Meta(max_length=20)] = msgspec.field(
         default_factory=list
     )
