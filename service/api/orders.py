@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Final
 
-from litestar import Controller, Request, Response, get, post, route
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.enums import HttpMethod
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from service.api.deps import container_of
