@@ -13,7 +13,9 @@ from service.domain.catalog import Catalog
 from service.labs.client import FhirLabClient
 from service.labs.webhooks import new_secret, validate_secret
 from service.persistence.database import create_engine, session_factory
+from service.rate_limit import TokenBuckets
 from service.settings import Settings
+from service.usecases.admin import AdminService
 from service.usecases.clock import Clock, utc_now
 from service.usecases.orders import OrderService
 from service.usecases.recommendations import RecommendationService
@@ -28,9 +30,11 @@ class Container:
     clock: Clock
     recommendations: RecommendationService
     orders: OrderService
+    admin: AdminService
     lab: FhirLabClient
     #: Standard Webhooks secret lab events are verified with (generated per process in sandbox mode)
     webhook_secret: str
+    api_rate_limit: TokenBuckets
 
     @property
     def uses_builtin_sandbox(self) -> bool:
@@ -73,6 +77,8 @@ def build_container(
         orders=OrderService(
             sessions, catalog, clock, dt.timedelta(hours=settings.idempotency_ttl_hours)
         ),
+        admin=AdminService(sessions, clock),
         lab=lab,
         webhook_secret=settings.lab_webhook_secret or new_secret(),
+        api_rate_limit=TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst),
     )

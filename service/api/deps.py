@@ -11,7 +11,9 @@ from litestar.handlers.base import BaseRouteHandler
 
 from service.container import Container
 from service.domain.principal import Principal
+from service.persistence.audit import record_audit
 from service.persistence.organisations import api_key_by_raw
+from service.usecases.errors import RateLimited
 
 
 def container_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Container:
@@ -26,13 +28,21 @@ async def require_api_key(
 
     The organisation comes only from the key; the principal is kept in the request state.
     """
+    container = container_of(connection)
     raw = connection.headers.get("x-api-key")
-    if not raw or len(raw) > 128:
-        raise NotAuthorizedException("Send a valid API key in the X-API-Key header.")
-    async with container_of(connection).sessions() as session:
-        key = await api_key_by_raw(session, raw)
+    key = None
+    if raw and len(raw) <= 128:
+        async with container.sessions() as session:
+            key = await api_key_by_raw(session, raw)
     if key is None:
+        await _audit_denied(container, connection)
         raise NotAuthorizedException("Send a valid API key in the X-API-Key header.")
+    if wait := container.api_rate_limit.take(key.id):
+        raise RateLimited(
+            f"This API key is limited to {container.settings.rate_limit_per_second:g} requests "
+            f"per second; retry in {wait} s.",
+            retry_after=wait,
+        )
     state = connection.scope.setdefault("state", {})
     state["organisation_id"] = key.organisation_id  # read by the access log
     state["principal"] = Principal(
@@ -43,6 +53,24 @@ async def require_api_key(
     )
 
 
+async def _audit_denied(
+    container: Container, connection: ASGIConnection[Any, Any, Any, Any]
+) -> None:
+    """A refused credential is audited without an organisation (none could be known)."""
+    async with container.sessions() as session, session.begin():
+        record_audit(
+            session,
+            principal=None,
+            actor="anonymous",
+            action="auth.denied",
+            object_type="route",
+            object_id=str(connection.scope.get("path_template", ""))[:64] or None,
+            patient_reference=None,
+            outcome="unauthenticated",
+            now=container.clock(),
+        )
+
+
 async def principal_of(request: Request[Any, Any, Any]) -> Principal:
-    principal: Principal = request.scope["state"]["principal"]  # type: ignore[typeddict-item]
+    principal: Principal = request.scope["state"]["principal"]
     return principal

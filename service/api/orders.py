@@ -113,3 +113,19 @@ class OrderController(Controller):
         order_id: FromPath[str],
     ) -> OrderOut:
         return await container_of(request).orders.cancel(principal, _order_id(order_id))
+
+    @post(
+        "/{order_id:str}/requeue",
+        summary="Send a failed order to the lab again (admins)",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409, 429),
+    )
+    async def requeue(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        order_id: FromPath[str],
+    ) -> OrderOut:
+        container = container_of(request)
+        await container.admin.require_admin(principal, "order.requeue")
+        return await container.orders.requeue(_order_id(order_id), principal)

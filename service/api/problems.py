@@ -16,7 +16,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from service.usecases.errors import UseCaseError
+from service.usecases.errors import IdempotencyInProgress, RateLimited, UseCaseError
 
 log = logging.getLogger("labrec.errors")
 
@@ -123,7 +123,11 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def handle_usecase(request: Request[Any, Any, Any], exc: UseCaseError) -> Response[dict[str, Any]]:
-    headers = {"Retry-After": "1"} if exc.type_slug == "idempotency-request-in-progress" else None
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, IdempotencyInProgress):
+        headers = {"Retry-After": "1"}
     return problem(
         request,
         exc.status,

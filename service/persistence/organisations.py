@@ -59,3 +59,17 @@ async def api_key_by_raw(session: AsyncSession, raw: str) -> ApiKey | None:
         select(ApiKey).where(ApiKey.key_hash == hash_key(raw), ApiKey.revoked_at.is_(None))
     )
     return result.scalar_one_or_none()
+
+
+async def list_api_keys(session: AsyncSession, organisation_id: str) -> list[ApiKey]:
+    query = (
+        select(ApiKey)
+        .where(ApiKey.organisation_id == organisation_id)
+        .order_by(ApiKey.created_at, ApiKey.id)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def api_key_in(session: AsyncSession, organisation_id: str, key_id: str) -> ApiKey | None:
+    query = select(ApiKey).where(ApiKey.id == key_id, ApiKey.organisation_id == organisation_id)
+    return (await session.execute(query)).scalar_one_or_none()

@@ -6,7 +6,7 @@ Write shapes forbid unknown fields (no mass assignment) and bound every string a
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -262,4 +262,40 @@ class OrderSummaryOut(msgspec.Struct, frozen=True):
 
 class OrderPage(msgspec.Struct, frozen=True):
     items: list[OrderSummaryOut]
+    next_cursor: str | None = None
+
+
+class ApiKeyOut(msgspec.Struct, frozen=True):
+    """A key as listed: never the key itself, only its first characters."""
+
+    id: str
+    prefix: str
+    role: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+
+
+class NewApiKeyOut(msgspec.Struct, frozen=True):
+    key: ApiKeyOut
+    secret: str
+
+
+class NewApiKeyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    role: Literal["integration", "admin"] = "integration"
+
+
+class AuditRecordOut(msgspec.Struct, frozen=True):
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    object_type: str
+    outcome: str
+    object_id: str | None = None
+    patient_reference: str | None = None
+    request_id: str | None = None
+
+
+class AuditPage(msgspec.Struct, frozen=True):
+    items: list[AuditRecordOut]
     next_cursor: str | None = None

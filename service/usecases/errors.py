@@ -56,3 +56,19 @@ class IdempotencyInProgress(UseCaseError):
 
 def field_error(path: str, message: str) -> dict[str, Any]:
     return {"field": path, "message": message}
+
+
+class Forbidden(UseCaseError):
+    status = 403
+    type_slug = "forbidden"
+    title = "Your role may not do this"
+
+
+class RateLimited(UseCaseError):
+    status = 429
+    type_slug = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

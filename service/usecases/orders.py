@@ -226,12 +226,18 @@ class OrderService:
             attempts = await repo.attempts_of(session, order.id)
             return order_out(order, attempts)
 
-    async def requeue(self, order_id: str) -> OrderOut:
-        """Operator action (CLI): send a failed order to the lab again."""
+    async def requeue(self, order_id: str, principal: Principal | None = None) -> OrderOut:
+        """Send a failed order to the lab again: an operator (CLI, no principal) or an
+        organisation admin (REST, only their own orders)."""
         async with self._sessions() as session, session.begin():
-            order = await repo.get_order_for_lab(session, order_id, for_update=True)
+            if principal is None:
+                order = await repo.get_order_for_lab(session, order_id, for_update=True)
+            else:
+                order = await repo.get_order(
+                    session, principal.organisation_id, order_id, for_update=True
+                )
             if order is None:
-                raise NotFound(f"No order {order_id}.")
+                raise NotFound(f"No order {order_id[:64]} in your organisation.")
             now = self._clock()
             try:
                 order.status = states.requeue(order.status)
@@ -248,7 +254,7 @@ class OrderService:
             )
             record_audit(
                 session,
-                principal=None,
+                principal=principal,
                 actor="operator",
                 organisation_id=order.organisation_id,
                 action="order.requeue",

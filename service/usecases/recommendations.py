@@ -20,7 +20,9 @@ from service.domain.engine import recommend
 from service.domain.principal import Principal
 from service.domain.recommendation import Recommendation
 from service.domain.vocabulary import ICD10CM, RXNORM
+from service.persistence.audit import record_audit
 from service.persistence.models import StoredRecommendation
+from service.persistence.orders import get_recommendation
 from service.usecases.clock import Clock
 from service.usecases.dto import (
     AdvisoryOut,
@@ -34,7 +36,7 @@ from service.usecases.dto import (
     SuggestionOut,
     SuppressedOut,
 )
-from service.usecases.errors import InvalidInput, field_error
+from service.usecases.errors import InvalidInput, NotFound, field_error
 
 DISCLAIMER: Final = (
     "Decision support for licensed practitioners. Suggestions are not a diagnosis; complementary "
@@ -254,4 +256,29 @@ class RecommendationService:
                     result=msgspec.to_builtins(out),
                 )
             )
+            record_audit(
+                session,
+                principal=principal,
+                action="recommendation.create",
+                object_type="recommendation",
+                object_id=out.recommendation_id,
+                patient_reference=None,
+                outcome="success",
+                now=now,
+            )
         return out
+
+    async def get(
+        self, principal: Principal, recommendation_id: str
+    ) -> tuple[RecommendationRequest, RecommendationOut]:
+        """A stored recommendation of the caller's organisation: the request and the result."""
+        async with self._sessions() as session:
+            row = await get_recommendation(
+                session, principal.organisation_id, recommendation_id[:36]
+            )
+        if row is None:
+            raise NotFound(f"No recommendation {recommendation_id[:64]} in your organisation.")
+        return (
+            msgspec.convert(row.context, RecommendationRequest, strict=False),
+            msgspec.convert(row.result, RecommendationOut, strict=False),
+        )
