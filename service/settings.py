@@ -42,6 +42,17 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     demo: bool = True
     sandbox_step_seconds: Annotated[float, msgspec.Meta(ge=0)] = 2.0
     log_level: str = "INFO"
+    #: Requests per second each API key may make (token bucket, per process), and its burst.
+    rate_limit_per_second: PositiveFloat = 50.0
+    rate_limit_burst: PositiveFloat = 100.0
+    #: Seconds a valid API key stays cached per process (0 = off): a revoked key works that long.
+    api_key_cache_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    #: CDS Hooks: hard time budget (seconds) for reads from an EHR's ``fhirServer`` per hook call.
+    cds_fhir_timeout: PositiveFloat = 2.0
+    #: CDS Hooks: accept ``http://`` fhirServer URLs (development only; production needs https).
+    cds_fhir_allow_http: bool = False
+    #: CDS Hooks: largest hook request accepted (prefetch bundles can be large).
+    cds_max_body_bytes: PositiveInt = 2_097_152
 
 
 class SettingsError(ValueError):
