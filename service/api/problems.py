@@ -48,6 +48,8 @@ _SLUGS: Final = {
 }
 #: msgspec messages quote the offending value after "got"/"Invalid enum value"; keep the shape only.
 _VALUE_QUOTES: Final = re.compile(r"(Invalid enum value|Invalid value) '[^']*'")
+#: An unknown field is named only when it looks like a field name (not free text).
+_UNKNOWN_FIELD: Final = re.compile(r"unknown field `(?![A-Za-z_][A-Za-z0-9_]{0,40}`)[^`]*`")
 
 
 def problem(
@@ -81,6 +83,7 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, Any]]:
     errors: list[dict[str, Any]] = []
     for item in _items(exc):
         message = _VALUE_QUOTES.sub(r"\1", str(item.get("message", "invalid")))
+        message = _UNKNOWN_FIELD.sub("unknown field", message)
         key = str(item.get("key") or "")
         source = item.get("source")
         field = key.removeprefix("$.").removeprefix("$") if key else (source or "body")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import uuid
 from typing import Any, Final
 
@@ -40,6 +41,7 @@ from service.usecases.errors import (
 )
 
 _SCOPE: Final = "POST /v1/orders"
+_PANEL_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ENCODER: Final = msgspec.json.Encoder(order="deterministic")
 
 
@@ -103,7 +105,14 @@ class OrderService:
         errors = []
         unknown = [p for p in request.panel_ids if p not in self._catalog.panels]
         if unknown:
-            errors.append(field_error("panel_ids", f"unknown panel(s): {', '.join(unknown)}"))
+            # Name ids shaped like catalog ids; anything else is not echoed (it could be any text).
+            named = [p if _PANEL_ID.match(p) else "(not a panel id)" for p in unknown]
+            errors.append(
+                field_error(
+                    "panel_ids",
+                    f"unknown panel(s): {', '.join(named)}; see GET /v1/catalog/panels",
+                )
+            )
         if len(set(request.panel_ids)) != len(request.panel_ids):
             errors.append(field_error("panel_ids", "lists a panel more than once"))
         for i, coding in enumerate(request.conditions):

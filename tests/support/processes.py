@@ -52,7 +52,8 @@ class Process:
         self._file.close()
 
     def output(self) -> str:
-        self._file.flush()
+        if not self._file.closed:
+            self._file.flush()
         return self.log.read_text(errors="replace")
 
 
