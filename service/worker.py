@@ -13,6 +13,7 @@ import logging
 
 from service.container import Container
 from service.labs.outcomes import LabError
+from service.persistence.idempotency import purge_expired
 from service.usecases.dispatch import Dispatcher, RetryPolicy
 from service.usecases.lab_events import apply_lab_status, overdue_orders
 
@@ -68,6 +69,7 @@ async def _reconcile_forever(container: Container, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             await reconcile_once(container)
+            await purge_expired(container.sessions, container.clock())
         except Exception as exc:
             log.error("reconcile pass failed: %s", type(exc).__name__)
         with contextlib.suppress(TimeoutError):

@@ -145,3 +145,12 @@ async def release(
                 IdempotencyKey.state == "in_flight",
             )
         )
+
+
+async def purge_expired(sessions: async_sessionmaker[AsyncSession], now: dt.datetime) -> int:
+    """Drop keys past their retention (they are also replaced lazily when reused)."""
+    async with sessions() as session, session.begin():
+        result = await session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.expires_at < now)
+        )
+    return int(result.rowcount)  # type: ignore[attr-defined]
