@@ -7,10 +7,11 @@ rules indexed under the context's therapy are evaluated.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from service.domain.catalog import Catalog, Evidence, Panel, Rule, When
+from service.domain.catalog import Catalog, Evidence, Panel, Rule, When, template_fields
 from service.domain.context import TherapyContext, default_pregnancy_possible
 from service.domain.recommendation import (
     AdvisoryNote,
@@ -70,7 +71,9 @@ def recommend(catalog: Catalog, context: TherapyContext, today: dt.date) -> Reco
     pending: dict[str, _Pending] = {}
     left_out: dict[str, Suppressed] = {}
 
-    for rule in catalog.rules_by_therapy.get(context.therapy, ()):
+    index = catalog.rule_index.get((context.therapy, context.phase))
+    rules = index.candidates(facts.groups, context.findings, context.route) if index else ()
+    for rule in rules:
         if not _holds(rule.when, facts):
             continue
         if context.phase in rule.not_indicated_phases:
@@ -107,18 +110,20 @@ def recommend(catalog: Catalog, context: TherapyContext, today: dt.date) -> Reco
                     cautions=list(panel.caveats),
                     alternatives=alternatives,
                 )
-            rationale = rule.rationale.format_map(
-                {
-                    **facts.template_values,
-                    "panel": panel.name,
-                    "retest_days": str(rule.retest_days) if rule.retest_days else "n/a",
-                }
-            )
+            rationale = _static_text(rule.rationale)
+            if rationale is None:
+                rationale = rule.rationale.format_map(
+                    {
+                        **facts.template_values,
+                        "panel": panel.name,
+                        "retest_days": str(rule.retest_days) if rule.retest_days else "n/a",
+                    }
+                )
             entry.merge(rule, rationale, [catalog.evidence[e] for e in rule.evidence])
 
     suggestions: list[Suggestion] = []
     for entry in pending.values():
-        last = _last_tested(entry.panel, context, as_of)
+        last = _last_tested(catalog, entry.panel, context, as_of)
         if (
             last is not None
             and entry.retest_days is not None
@@ -161,11 +166,7 @@ def recommend(catalog: Catalog, context: TherapyContext, today: dt.date) -> Reco
 
 
 def _facts(catalog: Catalog, context: TherapyContext) -> _Facts:
-    groups = frozenset(
-        group.id
-        for group in catalog.condition_groups.values()
-        if any(group.matches(code) for code in context.condition_codes)
-    )
+    groups = catalog.group_index.groups_of(context.condition_codes)
     pregnancy = (
         context.pregnancy_possible
         if context.pregnancy_possible is not None
@@ -252,7 +253,7 @@ def _choose_panel(
             default,
             "excluded_by_preference",
             rule,
-            f"No {family.name} panel fits the specimen and vendor preferences.",
+            f"No panel of the {family.name} family fits the specimen and vendor preferences.",
         )
         return None
     return [(candidates[0], tuple(candidates[1:]))]
@@ -272,8 +273,12 @@ def _leave_out(
     )
 
 
-def _last_tested(panel: Panel, context: TherapyContext, as_of: dt.date) -> dt.date | None:
-    codings = panel.satisfying_codings()
+def _last_tested(
+    catalog: Catalog, panel: Panel, context: TherapyContext, as_of: dt.date
+) -> dt.date | None:
+    if not context.recent_tests:
+        return None
+    codings = catalog.panel_codings[panel.id]
     dates = [
         min(test.date, as_of)
         for test in context.recent_tests
@@ -284,8 +289,27 @@ def _last_tested(panel: Panel, context: TherapyContext, as_of: dt.date) -> dt.da
 
 
 def _advisories(catalog: Catalog, facts: _Facts) -> tuple[AdvisoryNote, ...]:
+    ctx = facts.context
+    index = catalog.advisory_index.get((ctx.therapy, ctx.phase))
+    if index is None:
+        return ()
     return tuple(
-        AdvisoryNote(id=a.id, text=a.text.format_map(facts.template_values), source=a.source)
-        for a in catalog.advisories_by_therapy.get(facts.context.therapy, ())
-        if facts.context.phase in a.phases and _holds(a.when, facts)
+        AdvisoryNote(
+            id=a.id,
+            text=_static_text(a.text) or a.text.format_map(facts.template_values),
+            source=a.source,
+        )
+        for a in index.candidates(facts.groups, ctx.findings, ctx.route)
+        if _holds(a.when, facts)
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _static_text(template: str) -> str | None:
+    """A template without ``{fields}``, rendered once; None when it needs the context."""
+    try:
+        if template_fields(template):
+            return None
+    except ValueError:
+        return None  # malformed: format_map raises as it always did
+    return template.format_map({})
