@@ -65,9 +65,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     fields = set(Settings.__struct_fields__)
     raw: dict[str, Any] = {}
     for key, value in env.items():
-        if not key.startswith("LABREC_") or key.startswith(("LABREC_TEST_", "LABREC_SANDBOX_")):
+        if not key.startswith("LABREC_"):
             continue
         name = key.removeprefix("LABREC_").lower()
+        # LABREC_TEST_* belong to the tests, LABREC_SANDBOX_* to the standalone sandbox lab.
+        if name not in fields and key.startswith(("LABREC_TEST_", "LABREC_SANDBOX_")):
+            continue
         if name not in fields:
             raise SettingsError(f"{key} is not a labrec setting; see the README's configuration")
         raw[name] = value

@@ -82,7 +82,7 @@ class AuditController(Controller):
         request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-        cursor: Annotated[int | None, QueryParameter(ge=1)] = None,
+        cursor: Annotated[int | None, QueryParameter(ge=1, le=2**62)] = None,
         action: Annotated[str | None, QueryParameter(max_length=40)] = None,
         object_id: Annotated[str | None, QueryParameter(max_length=64)] = None,
         patient_reference: Annotated[str | None, QueryParameter(max_length=128)] = None,
