@@ -60,6 +60,17 @@ def _lab_view(base: str) -> dict[str, dict]:
     return {o["order_id"]: o for o in httpx.get(f"{base}/_sandbox/orders", timeout=10).json()}
 
 
+def _worker_env(database_url: str, lab: str, **dispatch: str) -> dict[str, str]:
+    """Environment of a ``labrec worker`` process; ``dispatch`` sets LABREC_DISPATCH_*."""
+    return {
+        "LABREC_DATABASE_URL": database_url,
+        "LABREC_LAB_BASE_URL": lab,
+        "LABREC_LAB_WEBHOOK_SECRET": SECRET,
+        "LABREC_DEMO": "false",
+        **{f"LABREC_DISPATCH_{name}": value for name, value in dispatch.items()},
+    }
+
+
 def _settings(database_url: str, lab: str, **overrides: object):
     return make_settings(
         database_url,
@@ -113,15 +124,9 @@ async def test_worker_killed_mid_dispatch_loses_and_doubles_nothing(
         container = build_container(_settings(database_url, lab))
         try:
             ids = await _place_orders(container, 120)
-            env = {
-                "LABREC_DATABASE_URL": database_url,
-                "LABREC_LAB_BASE_URL": lab,
-                "LABREC_LAB_WEBHOOK_SECRET": SECRET,
-                "LABREC_DISPATCH_LEASE_SECONDS": "1",
-                "LABREC_DISPATCH_POLL_INTERVAL": "0.05",
-                "LABREC_DISPATCH_BACKOFF_BASE": "0.05",
-                "LABREC_DEMO": "false",
-            }
+            env = _worker_env(
+                database_url, lab, LEASE_SECONDS="1", POLL_INTERVAL="0.05", BACKOFF_BASE="0.05"
+            )
             with worker(tmp_path, env, "first") as first:
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
@@ -155,13 +160,7 @@ async def test_two_workers_on_postgres_never_send_an_order_twice(
         container = build_container(_settings(database_url, lab))
         try:
             ids = await _place_orders(container, 300)
-            env = {
-                "LABREC_DATABASE_URL": database_url,
-                "LABREC_LAB_BASE_URL": lab,
-                "LABREC_LAB_WEBHOOK_SECRET": SECRET,
-                "LABREC_DISPATCH_POLL_INTERVAL": "0.02",
-                "LABREC_DEMO": "false",
-            }
+            env = _worker_env(database_url, lab, POLL_INTERVAL="0.02")
             with worker(tmp_path, env, "a"), worker(tmp_path, env, "b"):
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
