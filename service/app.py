@@ -14,6 +14,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from service.api.admin import ApiKeyController, AuditController
 from service.api.catalog import CatalogController
 from service.api.deps import principal_of, require_api_key
 from service.api.health import live, ready
@@ -21,6 +22,8 @@ from service.api.lab_events import LabEventController
 from service.api.orders import OrderController
 from service.api.problems import EXCEPTION_HANDLERS
 from service.api.recommendations import RecommendationController
+from service.api.rule_feedback import RuleFeedbackController
+from service.cds.plugin import CdsHooksPlugin
 from service.container import SANDBOX_MOUNT, build_container
 from service.labs.sandbox import sandbox_mount
 from service.labs.sandbox_config import SandboxConfig
@@ -28,6 +31,8 @@ from service.logs import configure_logging, request_context_middleware
 from service.persistence.bootstrap import ensure_demo_organisation
 from service.persistence.database import migrate_async
 from service.settings import Settings, load_settings
+from service.ui.router import ui_handlers
+from service.ui.templating import ui_template_config
 from service.usecases.clock import Clock, utc_now
 from service.worker import run_background
 
@@ -73,12 +78,20 @@ def create_app(
 
     v1 = Router(
         path="/",
-        route_handlers=[RecommendationController, CatalogController, OrderController],
+        route_handlers=[
+            RecommendationController,
+            CatalogController,
+            OrderController,
+            RuleFeedbackController,
+            ApiKeyController,
+            AuditController,
+        ],
         guards=[require_api_key],
         dependencies={"principal": Provide(principal_of)},
         security=[{"ApiKey": []}],
     )
     handlers: list[Any] = [v1, LabEventController, live, ready]
+    handlers.extend(ui_handlers())  # /ui pages, /ui/static, and / -> /ui/
     lifespans: list[Any] = [lifespan]
     if container.uses_builtin_sandbox:
         sandbox = sandbox_mount(
@@ -94,7 +107,9 @@ def create_app(
     app = Litestar(
         route_handlers=handlers,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        template_config=ui_template_config(),
         lifespan=lifespans,
+        plugins=[CdsHooksPlugin(settings)],  # /cds-services (service/cds/)
         middleware=[request_context_middleware],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -13,6 +13,7 @@ from service.domain.catalog import Catalog
 from service.labs.client import FhirLabClient
 from service.labs.webhooks import new_secret, validate_secret
 from service.persistence.database import create_engine, session_factory
+from service.persistence.key_cache import ApiKeyCache
 from service.rate_limit import TokenBuckets
 from service.settings import Settings
 from service.usecases.admin import AdminService
@@ -35,6 +36,7 @@ class Container:
     #: Standard Webhooks secret lab events are verified with (generated per process in sandbox mode)
     webhook_secret: str
     api_rate_limit: TokenBuckets
+    api_keys: ApiKeyCache
 
     @property
     def uses_builtin_sandbox(self) -> bool:
@@ -81,4 +83,5 @@ def build_container(
         lab=lab,
         webhook_secret=settings.lab_webhook_secret or new_secret(),
         api_rate_limit=TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst),
+        api_keys=ApiKeyCache(sessions, settings.api_key_cache_seconds),
     )

@@ -55,6 +55,13 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cds_max_body_bytes: PositiveInt = 2_097_152
 
 
+def _paths(kind: type, value: Any) -> Any:
+    """``LABREC_CATALOG_DIR`` and other ``Path`` settings arrive as strings."""
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(kind)
+
+
 class SettingsError(ValueError):
     """An environment variable has a value that cannot be used; the message names it."""
 
@@ -75,7 +82,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"{key} is not a labrec setting; see the README's configuration")
         raw[name] = value
     try:
-        settings = msgspec.convert(raw, type=Settings, strict=False)
+        settings = msgspec.convert(raw, type=Settings, strict=False, dec_hook=_paths)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"invalid configuration: {exc} (the field is LABREC_<NAME>)") from None
     if settings.lab_base_url and not settings.lab_webhook_secret:

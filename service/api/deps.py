@@ -12,7 +12,6 @@ from litestar.handlers.base import BaseRouteHandler
 from service.container import Container
 from service.domain.principal import Principal
 from service.persistence.audit import record_audit
-from service.persistence.organisations import api_key_by_raw
 from service.usecases.errors import RateLimited
 
 
@@ -32,8 +31,7 @@ async def require_api_key(
     raw = connection.headers.get("x-api-key")
     key = None
     if raw and len(raw) <= 128:
-        async with container.sessions() as session:
-            key = await api_key_by_raw(session, raw)
+        key = await container.api_keys.find(raw)  # cached briefly: see persistence/key_cache.py
     if key is None:
         await _audit_denied(container, connection)
         raise NotAuthorizedException("Send a valid API key in the X-API-Key header.")

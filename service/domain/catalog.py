@@ -12,7 +12,9 @@ from typing import Annotated, Final
 
 import msgspec
 
+from service.domain.index import ConditionIndex, WhenIndex
 from service.domain.vocabulary import (
+    PHASES,
     EvidenceGrade,
     Finding,
     Phase,
@@ -214,6 +216,22 @@ class Catalog:
             for therapy in advisory.therapies:
                 advisories[therapy].append(advisory)
         self.advisories_by_therapy = {k: tuple(v) for k, v in advisories.items()}
+        # Request-time indexes (service/domain/index.py): cost follows what can match.
+        self.group_index = ConditionIndex(files.condition_groups)
+        self.rule_index = {
+            (therapy, phase): WhenIndex(
+                [r for r in rules if phase in r.phases or phase in r.not_indicated_phases],
+                lambda r: r.when,
+            )
+            for therapy, rules in self.rules_by_therapy.items()
+            for phase in sorted(PHASES)
+        }
+        self.advisory_index = {
+            (therapy, phase): WhenIndex([a for a in items if phase in a.phases], lambda a: a.when)
+            for therapy, items in self.advisories_by_therapy.items()
+            for phase in sorted(PHASES)
+        }
+        self.panel_codings = {p.id: p.satisfying_codings() for p in files.panels}
         self.panels_by_family: dict[str, tuple[Panel, ...]] = {
             fam: tuple(
                 sorted(

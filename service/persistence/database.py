@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
@@ -17,12 +18,21 @@ from sqlalchemy.ext.asyncio import (
 )
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_JSON_ENCODER = msgspec.json.Encoder()
+
+
+def _json_serializer(value: Any) -> str:
+    """JSON columns: msgspec instead of the stdlib (same JSON, several times faster)."""
+    return _JSON_ENCODER.encode(value).decode()
+
+
+_JSON = {"json_serializer": _json_serializer, "json_deserializer": msgspec.json.decode}
 
 
 def create_engine(url: str) -> AsyncEngine:
     """One engine per process. SQLite gets WAL, a busy timeout and foreign keys."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **_JSON)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -34,7 +44,9 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # 20 pooled connections: a dispatcher batch (20 deliveries) never opens and closes
+    # overflow connections on every claim, and API writes are batched (group_insert.py).
+    return create_async_engine(url, pool_size=20, max_overflow=10, pool_pre_ping=True, **_JSON)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -167,3 +167,7 @@ class AuditRecord(Base):
     patient_reference: Mapped[str | None] = mapped_column(String(128))
     outcome: Mapped[str] = mapped_column(String(20))
     request_id: Mapped[str | None] = mapped_column(String(64))
+
+
+import service.persistence.cds_models  # noqa: E402  (CDS Hooks tables; see cds_models.py)
+import service.persistence.ui_models  # noqa: E402, F401  (UI tables; see ui_models.py)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,21 +19,30 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.persistence.models import OutboxMessage
 
 
+def message_values(
+    *, organisation_id: str, order_id: str, kind: str, now: dt.datetime
+) -> dict[str, Any]:
+    """The column values of a new outbox row (``add_message`` adds it to a session)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "organisation_id": organisation_id,
+        "order_id": order_id,
+        "kind": kind,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "lease_until": None,
+        "claimed_by": None,
+        "last_error": None,
+        "created_at": now,
+    }
+
+
 def add_message(
     session: AsyncSession, *, organisation_id: str, order_id: str, kind: str, now: dt.datetime
 ) -> OutboxMessage:
     message = OutboxMessage(
-        id=str(uuid.uuid4()),
-        organisation_id=organisation_id,
-        order_id=order_id,
-        kind=kind,
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        lease_until=None,
-        claimed_by=None,
-        last_error=None,
-        created_at=now,
+        **message_values(organisation_id=organisation_id, order_id=order_id, kind=kind, now=now)
     )
     session.add(message)
     return message

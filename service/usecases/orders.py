@@ -12,13 +12,14 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.domain import orders as states
-from service.domain.catalog import Catalog
+from service.domain.catalog import Catalog, Panel
 from service.domain.principal import Principal
 from service.domain.vocabulary import ICD10CM
 from service.persistence import idempotency, outbox
 from service.persistence import orders as repo
-from service.persistence.audit import record_audit
-from service.persistence.models import Order
+from service.persistence.audit import audit_values, record_audit
+from service.persistence.group_insert import GroupInserter, Staging
+from service.persistence.models import AuditRecord, Order, OutboxMessage
 from service.usecases.clock import Clock
 from service.usecases.dto import (
     AttemptOut,
@@ -63,14 +64,15 @@ class OrderService:
         self._catalog = catalog
         self._clock = clock
         self._ttl = idempotency_ttl
+        self._writes = GroupInserter(sessions)  # concurrent orders share one commit
+        self._reservations = idempotency.Reservations(sessions)  # ... and one key-claiming one
 
     async def place(self, principal: Principal, key: str, request: OrderRequest) -> PlaceResult:
         """Idempotent intake: same key and body replays; same key, other body is refused."""
         self._validate(request)
         fingerprint = hashlib.sha256(_ENCODER.encode(request)).hexdigest()
         org = principal.organisation_id
-        reservation = await idempotency.reserve(
-            self._sessions,
+        reservation = await self._reservations.reserve(
             organisation_id=org,
             scope=_SCOPE,
             key=key,
@@ -91,11 +93,7 @@ class OrderService:
                     "A request with this Idempotency-Key is still being processed; retry shortly."
                 )
         try:
-            async with self._sessions() as session, session.begin():
-                body = await self._create(session, principal, request)
-                await idempotency.complete(
-                    session, organisation_id=org, scope=_SCOPE, key=key, status=201, body=body
-                )
+            body = await self._create(principal, key, request)
         except BaseException:
             await idempotency.release(self._sessions, organisation_id=org, scope=_SCOPE, key=key)
             raise
@@ -124,26 +122,32 @@ class OrderService:
             raise InvalidInput("The order has values labrec cannot use.", errors=errors)
 
     async def _create(
-        self, session: AsyncSession, principal: Principal, request: OrderRequest
+        self, principal: Principal, key: str, request: OrderRequest
     ) -> dict[str, Any]:
+        """Order, outbox row, audit row and the key's final response: one atomic commit.
+
+        They are staged as plain values and committed by group commit (persistence/
+        group_insert.py): concurrent orders share a transaction, each order all-or-nothing.
+        """
         now = self._clock()
         org = principal.organisation_id
-        if request.recommendation_id is not None and (
-            await repo.get_recommendation(session, org, request.recommendation_id) is None
-        ):
-            raise InvalidInput(
-                "The order cites a recommendation labrec does not know.",
-                errors=[field_error("recommendation_id", "no such recommendation")],
-            )
+        if request.recommendation_id is not None:
+            async with self._sessions() as session:  # recommendations are never changed or deleted
+                cited = await repo.get_recommendation(session, org, request.recommendation_id)
+            if cited is None:
+                raise InvalidInput(
+                    "The order cites a recommendation labrec does not know.",
+                    errors=[field_error("recommendation_id", "no such recommendation")],
+                )
         panels = [self._catalog.panels[p] for p in request.panel_ids]
-        order = Order(
-            id=str(uuid.uuid4()),
-            organisation_id=org,
-            status="queued",
-            patient_reference=request.patient.reference,
-            patient=msgspec.to_builtins(request.patient),
-            practitioner=msgspec.to_builtins(request.practitioner),
-            panels=[
+        values: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "organisation_id": org,
+            "status": "queued",
+            "patient_reference": request.patient.reference,
+            "patient": msgspec.to_builtins(request.patient),
+            "practitioner": msgspec.to_builtins(request.practitioner),
+            "panels": [
                 {
                     "id": p.id,
                     "name": p.name,
@@ -152,29 +156,43 @@ class OrderService:
                 }
                 for p in panels
             ],
-            conditions=[{"system": c.system, "code": c.code} for c in request.conditions],
-            recommendation_id=request.recommendation_id,
-            notes=request.notes,
-            catalog_version=self._catalog.version,
-            lab_order_id=None,
-            status_detail=None,
-            created_at=now,
-            updated_at=now,
+            "conditions": [{"system": c.system, "code": c.code} for c in request.conditions],
+            "recommendation_id": request.recommendation_id,
+            "notes": request.notes,
+            "catalog_version": self._catalog.version,
+            "lab_order_id": None,
+            "status_detail": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        body: dict[str, Any] = msgspec.to_builtins(new_order_out(values, request, panels))
+        staged = Staging()
+        staged.insert(Order, values)
+        staged.insert(
+            OutboxMessage,
+            outbox.message_values(
+                organisation_id=org, order_id=values["id"], kind="submit", now=now
+            ),
         )
-        session.add(order)
-        await session.flush()
-        outbox.add_message(session, organisation_id=org, order_id=order.id, kind="submit", now=now)
-        record_audit(
-            session,
-            principal=principal,
-            action="order.create",
-            object_type="order",
-            object_id=order.id,
-            patient_reference=order.patient_reference,
-            outcome="success",
-            now=now,
+        staged.insert(
+            AuditRecord,
+            audit_values(
+                principal=principal,
+                action="order.create",
+                object_type="order",
+                object_id=values["id"],
+                patient_reference=request.patient.reference,
+                outcome="success",
+                now=now,
+            ),
         )
-        body: dict[str, Any] = msgspec.to_builtins(order_out(order, []))
+        staged.execute(
+            idempotency.COMPLETE,
+            idempotency.complete_params(
+                organisation_id=org, scope=_SCOPE, key=key, status=201, body=body
+            ),
+        )
+        await self._writes.commit(staged)
         return body
 
     async def get(self, principal: Principal, order_id: str) -> OrderOut:
@@ -356,6 +374,35 @@ def order_out(order: Order, attempts: list[Any]) -> OrderOut:
         attempts=[
             AttemptOut(at=a.at, kind=a.kind, outcome=a.outcome, detail=a.detail) for a in attempts
         ],
+    )
+
+
+def new_order_out(values: dict[str, Any], request: OrderRequest, panels: list[Panel]) -> OrderOut:
+    """``order_out`` of an order just created from ``request`` (its row ``values``), built from
+    the request's own structs instead of a round trip through ORM row and JSON dicts."""
+    return OrderOut(
+        id=values["id"],
+        status=values["status"],
+        created_at=values["created_at"],
+        updated_at=values["updated_at"],
+        patient=request.patient,
+        practitioner=request.practitioner,
+        panels=[
+            OrderPanelOut(
+                id=p.id,
+                name=p.name,
+                codes=[CodingOut(system=c.system, code=c.code, display=c.display) for c in p.codes],
+                specimen=p.specimen.type,
+            )
+            for p in panels
+        ],
+        conditions=[CodingOut(system=c.system, code=c.code) for c in request.conditions],
+        catalog_version=values["catalog_version"],
+        recommendation_id=values["recommendation_id"],
+        notes=values["notes"],
+        lab_order_id=values["lab_order_id"],
+        status_detail=values["status_detail"],
+        attempts=[],
     )
 
 

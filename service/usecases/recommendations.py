@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from typing import Any, Final
 
@@ -20,8 +21,9 @@ from service.domain.engine import recommend
 from service.domain.principal import Principal
 from service.domain.recommendation import Recommendation
 from service.domain.vocabulary import ICD10CM, RXNORM
-from service.persistence.audit import record_audit
-from service.persistence.models import StoredRecommendation
+from service.persistence.audit import audit_values
+from service.persistence.group_insert import GroupInserter, Staging
+from service.persistence.models import AuditRecord, StoredRecommendation
 from service.persistence.orders import get_recommendation
 from service.usecases.clock import Clock
 from service.usecases.dto import (
@@ -38,6 +40,7 @@ from service.usecases.dto import (
 )
 from service.usecases.errors import InvalidInput, NotFound, field_error
 
+_ENCODER: Final = msgspec.json.Encoder()
 DISCLAIMER: Final = (
     "Decision support for licensed practitioners. Suggestions are not a diagnosis; complementary "
     "panels rest on association-level evidence and have not been shown to predict or monitor "
@@ -189,7 +192,9 @@ def _codings(codings: tuple[Coding, ...]) -> list[CodingOut]:
     return [CodingOut(system=c.system, code=c.code, display=c.display) for c in codings]
 
 
+@functools.lru_cache(maxsize=8192)
 def panel_out(panel: Panel) -> PanelOut:
+    """Memoised: a panel's presentation never changes (frozen structs; callers never mutate it)."""
     return PanelOut(
         id=panel.id,
         name=panel.name,
@@ -216,6 +221,7 @@ def panel_detail_out(panel: Panel) -> PanelDetailOut:
     )
 
 
+@functools.lru_cache(maxsize=8192)
 def evidence_out(evidence: Evidence) -> EvidenceOut:
     return EvidenceOut(
         id=evidence.id,
@@ -238,6 +244,7 @@ class RecommendationService:
         self._sessions = sessions
         self._catalog = catalog
         self._clock = clock
+        self._store = GroupInserter(sessions)  # one commit for many concurrent requests
 
     async def recommend(
         self, principal: Principal, request: RecommendationRequest
@@ -245,19 +252,22 @@ class RecommendationService:
         now = self._clock()
         context, result = run_recommendation(self._catalog, request, now)
         out = present(new_recommendation_id(), context.therapy, result, now)
-        async with self._sessions() as session, session.begin():
-            session.add(
-                StoredRecommendation(
-                    id=out.recommendation_id,
-                    organisation_id=principal.organisation_id,
-                    created_at=now,
-                    catalog_version=result.catalog_version,
-                    context=msgspec.to_builtins(request),
-                    result=msgspec.to_builtins(out),
-                )
-            )
-            record_audit(
-                session,
+        staged = Staging()
+        staged.insert(
+            StoredRecommendation,
+            {
+                "id": out.recommendation_id,
+                "organisation_id": principal.organisation_id,
+                "created_at": now,
+                "catalog_version": result.catalog_version,
+                # Already JSON: the engine's msgspec JSON serializer writes Raw as it is.
+                "context": msgspec.Raw(_ENCODER.encode(request)),
+                "result": msgspec.Raw(_ENCODER.encode(out)),
+            },
+        )
+        staged.insert(
+            AuditRecord,
+            audit_values(
                 principal=principal,
                 action="recommendation.create",
                 object_type="recommendation",
@@ -265,7 +275,9 @@ class RecommendationService:
                 patient_reference=None,
                 outcome="success",
                 now=now,
-            )
+            ),
+        )
+        await self._store.commit(staged)
         return out
 
     async def get(

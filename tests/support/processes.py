@@ -91,3 +91,17 @@ def worker(tmp: Path, env: dict[str, str], name: str = "worker") -> Iterator[Pro
         yield process
     finally:
         process.stop()
+
+
+@contextlib.contextmanager
+def labrec_server(tmp: Path, env: dict[str, str], name: str = "serve") -> Iterator[str]:
+    """``labrec serve`` on its own port; yields its base URL once /health/ready answers."""
+    port = free_port()
+    settings = {"LABREC_PUBLIC_URL": f"http://127.0.0.1:{port}", **env}
+    process = Process(["serve", "--port", str(port)], settings, tmp / f"{name}-{port}.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(f"{base}/health/ready", process)
+        yield base
+    finally:
+        process.stop()

@@ -1,0 +1,80 @@
+"""Registered CDS clients, read from the database and cached briefly per process.
+
+A registration change (``labrec cds-client add``) is seen by running processes within
+``ttl`` seconds; unknown issuers are cached for a shorter time so a flood of made-up ``iss``
+values costs at most one query per issuer every few seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.persistence.cds import active_cds_origins, cds_client_by_iss
+
+_MAX_CACHED: Final = 1024
+
+
+class ClientRecord(msgspec.Struct, frozen=True):
+    id: str
+    organisation_id: str
+    iss: str
+    jwks_url: str | None
+    jwks: dict[str, Any] | None
+    origins: frozenset[str]
+
+
+class ClientRegistry:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        ttl: float = 30.0,
+        negative_ttl: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions = sessions
+        self._ttl = ttl
+        self._negative_ttl = negative_ttl
+        self._now = monotonic
+        self._by_iss: dict[str, tuple[float, ClientRecord | None]] = {}
+        self._origins: tuple[float, frozenset[str]] | None = None
+
+    async def by_iss(self, iss: str) -> ClientRecord | None:
+        now = self._now()
+        cached = self._by_iss.get(iss)
+        if cached is not None:
+            at, record = cached
+            if now - at < (self._ttl if record is not None else self._negative_ttl):
+                return record
+        async with self._sessions() as session:
+            row = await cds_client_by_iss(session, iss)
+        record = (
+            None
+            if row is None
+            else ClientRecord(
+                id=row.id,
+                organisation_id=row.organisation_id,
+                iss=row.iss,
+                jwks_url=row.jwks_url,
+                jwks=row.jwks,
+                origins=frozenset(o for o in row.origins or [] if isinstance(o, str)),
+            )
+        )
+        if len(self._by_iss) >= _MAX_CACHED:
+            self._by_iss.clear()
+        self._by_iss[iss] = (now, record)
+        return record
+
+    async def origin_allowed(self, origin: str) -> bool:
+        """Whether any active client registered this browser origin (CORS allow-list)."""
+        now = self._now()
+        if self._origins is None or now - self._origins[0] >= self._ttl:
+            async with self._sessions() as session:
+                origins = await active_cds_origins(session)
+            self._origins = (now, frozenset(origins))
+        return origin in self._origins[1]

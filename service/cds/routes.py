@@ -1,0 +1,137 @@
+"""The CDS Hooks routes: discovery, service calls and feedback (CDS Hooks 2.0 conventions).
+
+Every call carries the EHR's JWT; any authentication failure is one generic 401. Other errors
+answer a FHIR OperationOutcome (the 3.0 recommendation): 400 for a malformed call, 404 for an
+unknown service, 412 when the patient cannot be obtained.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath
+
+from service.cds.answer import answer_hook
+from service.cds.auth import CdsCaller
+from service.cds.discovery import DISCOVERY, SERVICES
+from service.cds.feedback import parse_feedback
+from service.cds.runtime import CdsRuntime
+from service.cds.wire import MalformedHookRequest, operation_outcome, parse_hook_request
+from service.settings import Settings
+
+_JSON: Final = "application/json"
+_UNAUTHORIZED: Final = msgspec.json.encode(
+    {
+        "type": "https://labrec.dev/problems/unauthorized",
+        "title": "Authentication required",
+        "status": 401,
+        "detail": "Send a valid CDS Hooks JWT in the Authorization header.",
+    }
+)
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+def runtime_of(request: Request[Any, Any, Any]) -> CdsRuntime:
+    runtime: CdsRuntime = request.app.state.cds
+    return runtime
+
+
+def _json(status: int, body: Any) -> Response[bytes]:
+    return Response(content=_ENCODER.encode(body), status_code=status, media_type=_JSON)
+
+
+def _unauthorized() -> Response[bytes]:
+    return Response(
+        content=_UNAUTHORIZED,
+        status_code=401,
+        media_type="application/problem+json",
+        headers={"WWW-Authenticate": 'Bearer realm="cds-services"'},
+    )
+
+
+async def _caller(request: Request[Any, Any, Any], *audiences: str) -> CdsCaller | None:
+    runtime = runtime_of(request)
+    return await runtime.authenticator.authenticate(
+        request.headers.get("authorization"), [runtime.base_url + a for a in audiences]
+    )
+
+
+def _unknown_service() -> Response[bytes]:
+    return _json(404, operation_outcome("not-found", "No CDS service with this id."))
+
+
+def cds_route_handlers(settings: Settings) -> list[BaseRouteHandler]:
+    body_limit = settings.cds_max_body_bytes
+
+    @get("/cds-services", include_in_schema=False, cache=False)
+    async def discovery(request: Request[Any, Any, Any]) -> Response[bytes]:
+        if await _caller(request, "/cds-services") is None:
+            return _unauthorized()
+        return _json(200, DISCOVERY)
+
+    @post(
+        "/cds-services/{service_id:str}",
+        include_in_schema=False,
+        status_code=200,
+        request_max_body_size=body_limit,
+    )
+    async def call_service(
+        request: Request[Any, Any, Any], service_id: FromPath[str]
+    ) -> Response[bytes]:
+        caller = await _caller(request, f"/cds-services/{service_id}")
+        if caller is None:
+            return _unauthorized()
+        service = SERVICES.get(service_id)
+        if service is None:
+            return _unknown_service()
+        try:
+            call = parse_hook_request(await request.body())
+        except MalformedHookRequest as exc:
+            return _json(
+                400,
+                operation_outcome("structure", "Malformed hook request.", diagnostics=str(exc)),
+            )
+        if call.hook != service.hook:
+            return _json(
+                400,
+                operation_outcome(
+                    "not-supported",
+                    f"This service answers the {service.hook} hook only.",
+                ),
+            )
+        answer = await answer_hook(runtime_of(request), caller, service_id, call)
+        return _json(answer.status, answer.body)
+
+    @post(
+        "/cds-services/{service_id:str}/feedback",
+        include_in_schema=False,
+        status_code=200,
+        request_max_body_size=body_limit,
+    )
+    async def feedback(
+        request: Request[Any, Any, Any], service_id: FromPath[str]
+    ) -> Response[bytes]:
+        # aud: the feedback URL, as the spec's "endpoint being called"; the service URL is
+        # also accepted because some clients reuse it (jti stays single-use either way).
+        caller = await _caller(
+            request, f"/cds-services/{service_id}/feedback", f"/cds-services/{service_id}"
+        )
+        if caller is None:
+            return _unauthorized()
+        if service_id not in SERVICES:
+            return _unknown_service()
+        try:
+            items = parse_feedback(await request.body())
+        except MalformedHookRequest as exc:
+            return _json(
+                400, operation_outcome("structure", "Malformed feedback.", diagnostics=str(exc))
+            )
+        runtime = runtime_of(request)
+        principal = caller.principal()
+        await runtime.feedback.record(principal, service_id, items)
+        return _json(200, {})
+
+    return [discovery, call_service, feedback]

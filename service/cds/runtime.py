@@ -1,0 +1,62 @@
+"""The CDS face's process-wide objects, built once when the app starts and closed at shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from service.cds.auth import CdsAuthenticator
+from service.cds.clients import ClientRegistry
+from service.cds.jwks import JwksCache
+from service.cds.prefetch import FhirReader
+from service.container import Container
+from service.usecases.cds_feedback import CdsFeedbackService
+
+
+@dataclass(slots=True)
+class CdsRuntime:
+    container: Container
+    registry: ClientRegistry
+    authenticator: CdsAuthenticator
+    reader: FhirReader
+    feedback: CdsFeedbackService
+    _http: tuple[httpx.AsyncClient, ...]
+
+    @property
+    def base_url(self) -> str:
+        """Where EHRs reach labrec (``LABREC_PUBLIC_URL``): the ``aud`` every token must name."""
+        return self.container.settings.public_url.rstrip("/")
+
+    @classmethod
+    def build(
+        cls,
+        container: Container,
+        *,
+        fhir_transport: httpx.AsyncBaseTransport | None = None,
+        jwks_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> CdsRuntime:
+        """``*_transport`` put a mock at the true edge in tests; production uses the network."""
+        settings = container.settings
+        budget = settings.cds_fhir_timeout
+        fhir_http = httpx.AsyncClient(
+            timeout=httpx.Timeout(budget, connect=min(budget, 2.0)),
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            transport=fhir_transport,
+        )
+        jwks_http = httpx.AsyncClient(
+            timeout=httpx.Timeout(3.0, connect=2.0), transport=jwks_transport
+        )
+        registry = ClientRegistry(container.sessions)
+        return cls(
+            container=container,
+            registry=registry,
+            authenticator=CdsAuthenticator(container.sessions, registry, JwksCache(jwks_http)),
+            reader=FhirReader(fhir_http, budget=budget, allow_http=settings.cds_fhir_allow_http),
+            feedback=CdsFeedbackService(container.sessions, container.catalog, container.clock),
+            _http=(fhir_http, jwks_http),
+        )
+
+    async def aclose(self) -> None:
+        for client in self._http:
+            await client.aclose()
