@@ -211,24 +211,6 @@ def complete_params(
     return {**_key(organisation_id, scope, key), "k_status": status, "k_body": body}
 
 
-async def complete(
-    session: AsyncSession,
-    *,
-    organisation_id: str,
-    scope: str,
-    key: str,
-    status: int,
-    body: dict[str, Any],
-) -> None:
-    """Store the final response in the caller's transaction (with the order and outbox rows)."""
-    await session.execute(
-        COMPLETE,
-        complete_params(
-            organisation_id=organisation_id, scope=scope, key=key, status=status, body=body
-        ),
-    )
-
-
 async def release(
     sessions: async_sessionmaker[AsyncSession], *, organisation_id: str, scope: str, key: str
 ) -> None:

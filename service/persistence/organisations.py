@@ -54,13 +54,6 @@ async def create_api_key(
     return row, raw
 
 
-async def api_key_by_raw(session: AsyncSession, raw: str) -> ApiKey | None:
-    result = await session.execute(
-        select(ApiKey).where(ApiKey.key_hash == hash_key(raw), ApiKey.revoked_at.is_(None))
-    )
-    return result.scalar_one_or_none()
-
-
 async def list_api_keys(session: AsyncSession, organisation_id: str) -> list[ApiKey]:
     query = (
         select(ApiKey)

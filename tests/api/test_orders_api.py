@@ -102,10 +102,7 @@ async def test_in_flight_key_answers_409(api) -> None:
 
 
 async def _org_of(container, client) -> str:
-    from service.persistence.organisations import api_key_by_raw
-
-    async with container.sessions() as session:
-        key = await api_key_by_raw(session, client.headers["X-API-Key"])
+    key = await container.api_keys.find(client.headers["X-API-Key"])
     assert key is not None
     return key.organisation_id
 

@@ -43,8 +43,11 @@ async def test_lifecycle(store) -> None:
     assert isinstance(await _reserve(sessions, org, "k", "f1", T0), idempotency.InProgress)
     assert isinstance(await _reserve(sessions, org, "k", "f2", T0), idempotency.Mismatch)
     async with sessions() as session, session.begin():
-        await idempotency.complete(
-            session, organisation_id=org, scope="s", key="k", status=201, body={"id": "x"}
+        await session.execute(
+            idempotency.COMPLETE,
+            idempotency.complete_params(
+                organisation_id=org, scope="s", key="k", status=201, body={"id": "x"}
+            ),
         )
     replay = await _reserve(sessions, org, "k", "f1", T0)
     assert replay == idempotency.Replay(status=201, body={"id": "x"})
