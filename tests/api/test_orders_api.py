@@ -80,25 +80,38 @@ async def test_concurrent_requests_with_one_key_make_one_order(api) -> None:
 
 
 async def test_in_flight_key_answers_409(api) -> None:
-    """A reservation still in flight (another request mid-way) is reported, not waited on."""
+    """A reservation still in flight (the same request mid-way elsewhere) is reported, not
+    waited on; a different body under that key is a mismatch."""
+    import datetime as dt
+    import hashlib
+
+    import msgspec
+
     from service.persistence import idempotency
+    from service.usecases.dto import OrderRequest
 
     client, container = api
     key = str(uuid.uuid4())
-    org_id = (await client.get("/v1/orders")).status_code and await _org_of(container, client)
+    request = msgspec.convert(order_body(), OrderRequest)
+    encoder = msgspec.json.Encoder(order="deterministic")
     reserved = await idempotency.reserve(
         container.sessions,
-        organisation_id=org_id,
+        organisation_id=await _org_of(container, client),
         scope="POST /v1/orders",
         key=key,
-        fingerprint="whatever",
+        fingerprint=hashlib.sha256(encoder.encode(request)).hexdigest(),
         now=container.clock(),
-        ttl=__import__("datetime").timedelta(hours=1),
+        ttl=dt.timedelta(hours=1),
     )
     assert isinstance(reserved, idempotency.Reserved)
-    response = await client.post("/v1/orders", json=order_body(), headers={"Idempotency-Key": key})
-    # a different fingerprint is a mismatch; same fingerprint would be in progress
-    assert response.status_code in (409, 422)
+    same = await client.post("/v1/orders", json=order_body(), headers={"Idempotency-Key": key})
+    assert same.status_code == 409
+    assert same.headers["retry-after"] == "1"
+    assert same.json()["type"].endswith("idempotency-request-in-progress")
+    other = await client.post(
+        "/v1/orders", json=order_body(panel_ids=["cbc"]), headers={"Idempotency-Key": key}
+    )
+    assert other.status_code == 422
 
 
 async def _org_of(container, client) -> str:
