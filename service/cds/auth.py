@@ -3,6 +3,10 @@
 Header: ``alg`` in ``ALGORITHMS`` (never ``none`` or HMAC), ``typ`` JWT, ``kid`` required, and
 ``jku`` — when present — equal to the issuer's registered JWKS URL. Payload: ``iss`` registered,
 ``aud`` exactly the called URL, ``exp``/``iat``/``jti`` required, ``jti`` unused by that issuer.
+``exp`` and ``iat`` are integers (the spec's type) and ``exp`` lies at most five minutes (the
+spec's recommended lifetime) after ``iat`` and after now, give or take a leeway: a long-lived
+token is a stolen token's best friend, and the bound keeps every date computed from ``exp``
+sane. These checks run before the ``jti`` is recorded, so a refused token never burns its id.
 The organisation is the registration's, never something in a request body.
 
 Every failure is the same 401 to the caller; the reason goes to the log as a short code (never
@@ -39,6 +43,10 @@ ALGORITHMS: Final[dict[str, tuple[str, str | None]]] = {
     "RS256": ("RSA", None),
 }
 LEEWAY_SECONDS: Final = 60
+#: Longest token lifetime accepted: ``exp - iat`` (one clock) up to this plus a small leeway,
+#: ``exp - now`` up to this plus ``LEEWAY_SECONDS`` (the clock skew tolerated for ``iat`` too).
+MAX_LIFETIME_SECONDS: Final = 300
+LIFETIME_LEEWAY_SECONDS: Final = 30
 _MAX_TOKEN: Final = 8192
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _PURGE_EVERY: Final = 300.0
@@ -133,8 +141,9 @@ class CdsAuthenticator:
             raise AuthFailure("audience") from None
         except jwt.InvalidSignatureError:
             raise AuthFailure("signature") from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
             raise AuthFailure("claims") from None
+        _check_lifetime(claims, self._now())
         jti = claims["jti"]
         if not isinstance(jti, str) or not 0 < len(jti) <= 255:
             raise AuthFailure("jti")
@@ -156,6 +165,21 @@ class CdsAuthenticator:
                 self._last_purge = now
                 await purge_expired_jti(session, dt.datetime.fromtimestamp(now, dt.UTC))
             return await remember_jti(session, iss, jti, expires)
+
+
+def _check_lifetime(claims: dict[str, Any], now: float) -> None:
+    """Integer ``exp``/``iat``; ``exp`` at most five minutes (plus leeway) after ``iat`` and now."""
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not _is_integer(exp) or not _is_integer(iat):
+        raise AuthFailure("claims")
+    if exp - iat > MAX_LIFETIME_SECONDS + LIFETIME_LEEWAY_SECONDS:
+        raise AuthFailure("lifetime")
+    if exp > now + MAX_LIFETIME_SECONDS + LEEWAY_SECONDS:
+        raise AuthFailure("lifetime")
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _bearer(authorization: str | None) -> str:
