@@ -51,6 +51,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cds_fhir_timeout: PositiveFloat = 2.0
     #: CDS Hooks: accept ``http://`` fhirServer URLs (development only; production needs https).
     cds_fhir_allow_http: bool = False
+    #: CDS Hooks: comma-separated fhirServer hosts that may resolve to private addresses
+    #: (on-premise EHRs); every other fhirServer must resolve to public addresses only.
+    cds_fhir_allow_private_hosts: str = ""
     #: CDS Hooks: largest hook request accepted (prefetch bundles can be large).
     cds_max_body_bytes: PositiveInt = 2_097_152
 

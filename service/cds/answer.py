@@ -15,6 +15,7 @@ from service.cds.auth import CdsCaller
 from service.cds.cards import build_card
 from service.cds.discovery import PREFETCH
 from service.cds.fhir_read import TherapyOrder, therapy_orders
+from service.cds.prefetch import Slot
 from service.cds.runtime import CdsRuntime
 from service.cds.translate import active_orders, translate
 from service.cds.wire import CardsResponse, HookCall, operation_outcome
@@ -38,7 +39,7 @@ async def answer_hook(
     container = runtime.container
     catalog = container.catalog
     if call.hook == "patient-view":
-        slots = await runtime.reader.resolve(call, PREFETCH)
+        slots = await _resolve(runtime, caller, call)
         targets: dict[str, TherapyOrder | None] = {
             order.therapy: None for order in active_orders(catalog, slots)
         }
@@ -50,7 +51,7 @@ async def answer_hook(
         if not targets:
             # Nothing labrec knows is being ordered: no card, and no FHIR reads either.
             return HookAnswer(200, CardsResponse(cards=[]))
-        slots = await runtime.reader.resolve(call, PREFETCH)
+        slots = await _resolve(runtime, caller, call)
     if not targets:
         return HookAnswer(200, CardsResponse(cards=[]))
     if slots["patient"].state == "missing":
@@ -98,6 +99,13 @@ async def answer_hook(
         )
         cards.append(issued.card)
     return HookAnswer(200, CardsResponse(cards=cards))
+
+
+async def _resolve(runtime: CdsRuntime, caller: CdsCaller, call: HookCall) -> dict[str, Slot]:
+    """The prefetch slots, reading absent keys only from the caller's registered FHIR servers."""
+    return await runtime.reader.resolve(
+        call, PREFETCH, fhir_servers=caller.fhir_servers, client_id=caller.client_id
+    )
 
 
 def _focused_drafts(call: HookCall) -> list[dict[str, Any]]:

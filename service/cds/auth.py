@@ -56,6 +56,8 @@ class CdsCaller(msgspec.Struct, frozen=True):
     client_id: str
     organisation_id: str
     iss: str
+    #: The FHIR base URLs registered for this client: the only fhirServer labrec reads from.
+    fhir_servers: tuple[str, ...] = ()
 
     def principal(self) -> Principal:
         """The caller as the use cases see it; the tenant is the registration's."""
@@ -149,7 +151,12 @@ class CdsAuthenticator:
             raise AuthFailure("jti")
         if not await self._first_use(iss, jti, claims["exp"]):
             raise AuthFailure("replay")
-        return CdsCaller(client_id=client.id, organisation_id=client.organisation_id, iss=iss)
+        return CdsCaller(
+            client_id=client.id,
+            organisation_id=client.organisation_id,
+            iss=iss,
+            fhir_servers=client.fhir_servers,
+        )
 
     async def _candidate_keys(self, client: ClientRecord, kid: str) -> list[dict[str, Any]]:
         if client.jwks_url is not None:
@@ -170,16 +177,14 @@ class CdsAuthenticator:
 def _check_lifetime(claims: dict[str, Any], now: float) -> None:
     """Integer ``exp``/``iat``; ``exp`` at most five minutes (plus leeway) after ``iat`` and now."""
     exp, iat = claims.get("exp"), claims.get("iat")
-    if not _is_integer(exp) or not _is_integer(iat):
+    if not isinstance(exp, int) or not isinstance(iat, int):
+        raise AuthFailure("claims")
+    if isinstance(exp, bool) or isinstance(iat, bool):
         raise AuthFailure("claims")
     if exp - iat > MAX_LIFETIME_SECONDS + LIFETIME_LEEWAY_SECONDS:
         raise AuthFailure("lifetime")
     if exp > now + MAX_LIFETIME_SECONDS + LEEWAY_SECONDS:
         raise AuthFailure("lifetime")
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _bearer(authorization: str | None) -> str:

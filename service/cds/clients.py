@@ -26,6 +26,8 @@ class ClientRecord(msgspec.Struct, frozen=True):
     jwks_url: str | None
     jwks: dict[str, Any] | None
     origins: frozenset[str]
+    #: Normalised FHIR base URLs this client may name as ``fhirServer`` (``service.cds.egress``).
+    fhir_servers: tuple[str, ...] = ()
 
 
 class ClientRegistry:
@@ -63,6 +65,7 @@ class ClientRegistry:
                 jwks_url=row.jwks_url,
                 jwks=row.jwks,
                 origins=frozenset(o for o in row.origins or [] if isinstance(o, str)),
+                fhir_servers=tuple(u for u in row.fhir_servers or [] if isinstance(u, str)),
             )
         )
         if len(self._by_iss) >= _MAX_CACHED:

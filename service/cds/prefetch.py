@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
 import httpx
 import msgspec
 
+from service.cds.egress import FhirServerGuard, FhirServerRefused, Pin, pin_connections
 from service.cds.wire import HookCall
 
 log = logging.getLogger("labrec.cds.prefetch")
@@ -59,39 +61,63 @@ def classify(value: Any) -> Slot:
 class FhirReader:
     """Reads prefetch queries from an EHR's FHIR server with the hook's bearer token.
 
-    One shared ``httpx.AsyncClient``; no redirects are followed (the token is never sent to a
-    server other than the one the EHR named); responses are size-capped.
+    Only from a server the ``FhirServerGuard`` accepts for the calling client, over connections
+    pinned to the addresses it checked (``service.cds.egress``). One shared
+    ``httpx.AsyncClient``; no redirects are followed (the token is never sent to a server other
+    than the one the EHR named); responses are size-capped; one time budget covers the DNS
+    lookup and the reads.
     """
 
-    def __init__(self, http: httpx.AsyncClient, *, budget: float, allow_http: bool) -> None:
+    def __init__(self, http: httpx.AsyncClient, *, budget: float, guard: FhirServerGuard) -> None:
         self._http = http
         self._budget = budget
-        self._allow_http = allow_http
+        self._guard = guard
 
-    def can_read(self, call: HookCall) -> bool:
-        server = call.fhir_server
-        if server is None:
-            return False
-        return server.startswith("https://") or (self._allow_http and server.startswith("http://"))
+    async def resolve(
+        self,
+        call: HookCall,
+        templates: Mapping[str, str],
+        *,
+        fhir_servers: Sequence[str] = (),
+        client_id: str = "",
+    ) -> dict[str, Slot]:
+        """Every template key as a Slot, reading absent keys from fhirServer in parallel.
 
-    async def resolve(self, call: HookCall, templates: Mapping[str, str]) -> dict[str, Slot]:
-        """Every template key as a Slot, reading absent keys from fhirServer in parallel."""
+        ``fhir_servers`` are the base URLs registered for the calling client; a fhirServer
+        outside them (or otherwise refused) is treated as unreadable, like no fhirServer.
+        """
         given = call.prefetch or {}
         slots = {key: classify(given[key]) for key in templates if key in given}
         absent = [key for key in templates if key not in given]
-        if absent and self.can_read(call):
-            fetched = await self._read_all(call, {key: templates[key] for key in absent})
-            slots.update(fetched)
+        if absent and call.fhir_server is not None:
+            started = time.monotonic()
+            pin = await self._pin(call.fhir_server, fhir_servers, client_id)
+            if pin is not None:
+                remaining = max(self._budget - (time.monotonic() - started), 0.05)
+                queries = {key: templates[key] for key in absent}
+                slots.update(await self._read_all(call, pin, queries, remaining))
         for key in absent:
             slots.setdefault(key, Slot("missing"))
         return slots
 
-    async def _read_all(self, call: HookCall, queries: Mapping[str, str]) -> dict[str, Slot]:
+    async def _pin(self, server: str, fhir_servers: Sequence[str], client_id: str) -> Pin | None:
+        try:
+            return await self._guard.check(server, fhir_servers)
+        except FhirServerRefused as refused:
+            # The reason and the client only: the URL may carry an attacker's text.
+            log.warning(
+                "fhir server refused", extra={"reason": refused.reason, "cds_client": client_id}
+            )
+            return None
+
+    async def _read_all(
+        self, call: HookCall, pin: Pin, queries: Mapping[str, str], budget: float
+    ) -> dict[str, Slot]:
         tasks = {
-            key: asyncio.ensure_future(self._read(call, _fill(template, call)))
+            key: asyncio.ensure_future(self._read(call, pin, _fill(template, call), budget))
             for key, template in queries.items()
         }
-        done, pending = await asyncio.wait(tasks.values(), timeout=self._budget)
+        done, pending = await asyncio.wait(tasks.values(), timeout=budget)
         for task in pending:
             task.cancel()
         if pending:
@@ -108,14 +134,15 @@ class FhirReader:
                         slots[key] = msgspec.structs.replace(slot, fetched=True)
         return slots
 
-    async def _read(self, call: HookCall, relative: str) -> Any:
+    async def _read(self, call: HookCall, pin: Pin, relative: str, budget: float) -> Any:
+        pin_connections(pin)  # this task's context only
         headers = {"Accept": "application/fhir+json, application/json"}
         if call.access_token is not None:
             headers["Authorization"] = f"Bearer {call.access_token}"
-        url = (call.fhir_server or "").rstrip("/") + "/" + relative
+        url = pin.base_url + "/" + relative
         try:
             async with self._http.stream(
-                "GET", url, headers=headers, follow_redirects=False, timeout=self._budget
+                "GET", url, headers=headers, follow_redirects=False, timeout=budget
             ) as response:
                 if response.status_code == 404 and relative.startswith("Patient/"):
                     return None

@@ -8,6 +8,7 @@ import httpx
 
 from service.cds.auth import CdsAuthenticator
 from service.cds.clients import ClientRegistry
+from service.cds.egress import FhirServerGuard, pinned_transport, private_hosts
 from service.cds.jwks import JwksCache
 from service.cds.prefetch import FhirReader
 from service.container import Container
@@ -39,10 +40,18 @@ class CdsRuntime:
         """``*_transport`` put a mock at the true edge in tests; production uses the network."""
         settings = container.settings
         budget = settings.cds_fhir_timeout
+        limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
         fhir_http = httpx.AsyncClient(
             timeout=httpx.Timeout(budget, connect=min(budget, 2.0)),
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
-            transport=fhir_transport,
+            limits=limits,
+            # Connections only to the addresses the guard checked (no DNS rebinding, no proxy).
+            transport=fhir_transport or pinned_transport(limits),
+            trust_env=False,
+        )
+        guard = FhirServerGuard(
+            allow_http=settings.cds_fhir_allow_http,
+            private_hosts=private_hosts(settings.cds_fhir_allow_private_hosts),
+            resolve_timeout=budget,
         )
         jwks_http = httpx.AsyncClient(
             timeout=httpx.Timeout(3.0, connect=2.0), transport=jwks_transport
@@ -52,7 +61,7 @@ class CdsRuntime:
             container=container,
             registry=registry,
             authenticator=CdsAuthenticator(container.sessions, registry, JwksCache(jwks_http)),
-            reader=FhirReader(fhir_http, budget=budget, allow_http=settings.cds_fhir_allow_http),
+            reader=FhirReader(fhir_http, budget=budget, guard=guard),
             feedback=CdsFeedbackService(container.sessions, container.catalog, container.clock),
             _http=(fhir_http, jwks_http),
         )

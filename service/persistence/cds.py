@@ -31,8 +31,9 @@ async def upsert_cds_client(
     jwks: dict[str, Any] | None,
     origins: Sequence[str],
     now: dt.datetime,
+    fhir_servers: Sequence[str] = (),
 ) -> tuple[CdsClient, bool]:
-    """Register ``iss`` for the organisation, or replace its keys and origins.
+    """Register ``iss`` for the organisation, or replace its keys, origins and FHIR servers.
 
     Returns the row and whether it was created. An issuer registered to another organisation is
     a ``ValueError``: one issuer always maps to exactly one tenant.
@@ -53,6 +54,7 @@ async def upsert_cds_client(
     row.jwks_url = jwks_url
     row.jwks = jwks
     row.origins = list(origins)
+    row.fhir_servers = list(fhir_servers)
     row.revoked_at = None
     await session.flush()
     return row, created

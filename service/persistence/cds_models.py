@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.persistence.models import Base
@@ -30,6 +30,8 @@ class CdsClient(Base):
     jwks: Mapped[dict[str, Any] | None]
     #: Browser origins (scheme://host[:port]) allowed to call the CDS routes (CORS).
     origins: Mapped[list[Any]]
+    #: Normalised FHIR base URLs this EHR may name as ``fhirServer`` (labrec reads nowhere else).
+    fhir_servers: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
     created_at: Mapped[dt.datetime]
     revoked_at: Mapped[dt.datetime | None]
 

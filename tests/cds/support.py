@@ -22,6 +22,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from service.cds.egress import normalise_base_url
 from service.persistence.cds import upsert_cds_client
 from service.persistence.organisations import create_api_key, create_organisation
 from tests.conftest import SHARED
@@ -147,8 +148,10 @@ async def register_ehr(
     jwks_url: str | None = None,
     origins: tuple[str, ...] = (),
     org_name: str | None = None,
+    fhir_servers: tuple[str, ...] = (),
 ) -> Ehr:
-    """An organisation with an API key and a CDS client (JWKS stored, or at ``jwks_url``)."""
+    """An organisation with an API key and a CDS client (JWKS stored, or at ``jwks_url``),
+    allowed to name the ``fhir_servers`` base URLs as fhirServer."""
     if private_key is None:
         private_key, public_jwk = new_ec_key()
     assert public_jwk is not None
@@ -166,6 +169,7 @@ async def register_ehr(
             jwks=None if jwks_url else {"keys": [jwk]},
             origins=origins,
             now=now,
+            fhir_servers=[normalise_base_url(url) for url in fhir_servers],
         )
     return Ehr(
         iss=iss,

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from tests.cds.conftest import Cds
 from tests.cds.support import (
+    FakeServer,
     Route,
     fake_server,
     full_prefetch,
@@ -75,17 +76,33 @@ async def test_no_prefetch_at_all_is_412_but_an_unknown_drug_is_still_200(cds: C
 
 async def test_an_http_fhir_server_is_not_called_in_production_mode(cds: Cds) -> None:
     with fake_server() as fhir:
+        ehr = await register_ehr(cds.container, fhir_servers=(fhir.base_url + "/r4",))
         body = hook_request(fhir_server=fhir.base_url + "/r4", access_token="tok-123")
-        response = await cds.call(body)
+        response = await cds.call(body, ehr=ehr)
     assert response.status_code == 412
     assert fhir.requests == []
 
 
 @pytest.fixture
-async def cds_fhir(database_url: str) -> AsyncIterator[Cds]:
-    settings = make_settings(database_url, cds_fhir_allow_http=True, cds_fhir_timeout=1.0)
+def fhir() -> Iterator[FakeServer]:
+    """The EHR's FHIR server, on loopback."""
+    with fake_server() as server:
+        yield server
+
+
+@pytest.fixture
+async def cds_fhir(database_url: str, fhir: FakeServer) -> AsyncIterator[Cds]:
+    """An EHR whose FHIR server (``fhir``, at /r4) is registered and, being on loopback, allowed
+    as a private host."""
+    settings = make_settings(
+        database_url,
+        cds_fhir_allow_http=True,
+        cds_fhir_timeout=1.0,
+        cds_fhir_allow_private_hosts="127.0.0.1",
+    )
     async with running_app(settings, run_worker=False) as (client, container):
-        yield Cds(client, container, await register_ehr(container))
+        ehr = await register_ehr(container, fhir_servers=(fhir.base_url + "/r4",))
+        yield Cds(client, container, ehr)
 
 
 def _serve_patient_record(fhir: Any, prefix: str = "/r4") -> None:
@@ -101,11 +118,12 @@ def _serve_patient_record(fhir: Any, prefix: str = "/r4") -> None:
         fhir.routes[f"{prefix}/{key}"] = Route(body=record[resource])
 
 
-async def test_absent_keys_are_read_from_the_fhir_server_with_the_token(cds_fhir: Cds) -> None:
-    with fake_server() as fhir:
-        _serve_patient_record(fhir)
-        body = hook_request(fhir_server=fhir.base_url + "/r4", access_token="fhir-token-abc")
-        response = await cds_fhir.call(body)
+async def test_absent_keys_are_read_from_the_fhir_server_with_the_token(
+    cds_fhir: Cds, fhir: FakeServer
+) -> None:
+    _serve_patient_record(fhir)
+    body = hook_request(fhir_server=fhir.base_url + "/r4", access_token="fhir-token-abc")
+    response = await cds_fhir.call(body)
     assert response.status_code == 200, response.text
     (card,) = response.json()["cards"]
     assert "Read from the EHR's FHIR server" in card["detail"]
@@ -122,52 +140,50 @@ async def test_absent_keys_are_read_from_the_fhir_server_with_the_token(cds_fhir
     assert all(h.get("Authorization") == "Bearer fhir-token-abc" for _, h in fhir.requests)
 
 
-async def test_only_absent_keys_are_read(cds_fhir: Cds) -> None:
+async def test_only_absent_keys_are_read(cds_fhir: Cds, fhir: FakeServer) -> None:
     prefetch = full_prefetch()
     del prefetch["labs"]
     prefetch["conditions"] = OUTCOME  # the client already failed: no follow-up query
-    with fake_server() as fhir:
-        _serve_patient_record(fhir)
-        body = hook_request(prefetch=prefetch, fhir_server=fhir.base_url + "/r4", access_token="t")
-        response = await cds_fhir.call(body)
+    _serve_patient_record(fhir)
+    body = hook_request(prefetch=prefetch, fhir_server=fhir.base_url + "/r4", access_token="t")
+    response = await cds_fhir.call(body)
     assert response.status_code == 200
     assert [path.split("?")[0] for path, _ in fhir.requests] == ["/r4/Observation"]
 
 
-async def test_a_slow_fhir_server_is_cut_off_at_the_budget(cds_fhir: Cds) -> None:
-    with fake_server() as fhir:
-        _serve_patient_record(fhir)
-        fhir.routes["/r4/Patient/pat-1"] = Route(body={"resourceType": "Patient"}, delay=3.0)
-        started = time.monotonic()
-        response = await cds_fhir.call(
-            hook_request(fhir_server=fhir.base_url + "/r4", access_token="t")
-        )
-        elapsed = time.monotonic() - started
+async def test_a_slow_fhir_server_is_cut_off_at_the_budget(cds_fhir: Cds, fhir: FakeServer) -> None:
+    _serve_patient_record(fhir)
+    fhir.routes["/r4/Patient/pat-1"] = Route(body={"resourceType": "Patient"}, delay=3.0)
+    started = time.monotonic()
+    response = await cds_fhir.call(
+        hook_request(fhir_server=fhir.base_url + "/r4", access_token="t")
+    )
+    elapsed = time.monotonic() - started
     assert response.status_code == 412, response.text  # the patient never arrived
     assert elapsed < 2.5
 
 
-async def test_fhir_server_errors_degrade_instead_of_failing(cds_fhir: Cds) -> None:
-    with fake_server() as fhir:
-        _serve_patient_record(fhir)
-        fhir.routes["/r4/Observation"] = Route(500, OUTCOME)
-        fhir.routes["/r4/Condition"] = Route(200, b"<html>oops</html>", content_type="text/html")
-        response = await cds_fhir.call(
-            hook_request(fhir_server=fhir.base_url + "/r4", access_token="t")
-        )
-        assert response.status_code == 200, response.text
-        assert "recent lab results" in response.json()["cards"][0]["detail"]
-        fhir.routes["/r4/Patient/pat-1"] = Route(401, OUTCOME)
-        denied = await cds_fhir.call(
-            hook_request(fhir_server=fhir.base_url + "/r4", access_token="t")
-        )
-        assert denied.status_code == 412
+async def test_fhir_server_errors_degrade_instead_of_failing(
+    cds_fhir: Cds, fhir: FakeServer
+) -> None:
+    _serve_patient_record(fhir)
+    fhir.routes["/r4/Observation"] = Route(500, OUTCOME)
+    fhir.routes["/r4/Condition"] = Route(200, b"<html>oops</html>", content_type="text/html")
+    response = await cds_fhir.call(
+        hook_request(fhir_server=fhir.base_url + "/r4", access_token="t")
+    )
+    assert response.status_code == 200, response.text
+    assert "recent lab results" in response.json()["cards"][0]["detail"]
+    fhir.routes["/r4/Patient/pat-1"] = Route(401, OUTCOME)
+    denied = await cds_fhir.call(hook_request(fhir_server=fhir.base_url + "/r4", access_token="t"))
+    assert denied.status_code == 412
 
 
 async def test_an_unreachable_fhir_server_is_412(cds_fhir: Cds) -> None:
-    with fake_server() as fhir:
-        closed = fhir.base_url
-    response = await cds_fhir.call(hook_request(fhir_server=closed, access_token="t"))
+    with fake_server() as gone:
+        closed = gone.base_url + "/r4"
+    ehr = await register_ehr(cds_fhir.container, fhir_servers=(closed,))
+    response = await cds_fhir.call(hook_request(fhir_server=closed, access_token="t"), ehr=ehr)
     assert response.status_code == 412
 
 
