@@ -2,7 +2,11 @@
 
 The issuer (``iss``) maps to exactly one organisation; its keys come from a JWKS URL (preferred:
 it allows key rotation, and a token's ``jku`` must equal it) or from a JWK Set file read once at
-registration. Running ``add`` again for the same issuer and organisation replaces keys and origins.
+registration. Running ``add`` again for the same issuer and organisation replaces keys, origins
+and FHIR servers.
+
+``--fhir-server`` lists the FHIR base URLs the EHR may name as ``fhirServer`` in a hook request;
+labrec reads missing prefetch from nowhere else (see ``service.cds.egress``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ def add_cds_client_parser(commands: Any) -> None:
         default=[],
         help="browser origin allowed by CORS, e.g. https://ehr.example.org (repeatable)",
     )
+    add.add_argument(
+        "--fhir-server",
+        action="append",
+        default=[],
+        help="FHIR base URL the EHR may send as fhirServer, e.g. https://ehr.example.org/fhir/r4; "
+        "its sub-paths match too (repeatable; none = labrec never reads from the EHR)",
+    )
 
 
 def run_cds_client(args: argparse.Namespace, settings: Settings) -> int:
@@ -44,6 +55,7 @@ def run_cds_client(args: argparse.Namespace, settings: Settings) -> int:
         jwks_url = _jwks_url(args.jwks_url) if args.jwks_url else None
         jwks = _jwks_file(args.jwks_file) if args.jwks_file else None
         origins = [_origin(o) for o in args.origin]
+        fhir_servers = list(dict.fromkeys(_fhir_server(url) for url in args.fhir_server))
     except ValueError as exc:
         print(f"labrec: {exc}", file=sys.stderr)
         return 2
@@ -52,7 +64,13 @@ def run_cds_client(args: argparse.Namespace, settings: Settings) -> int:
             "labrec: warning: the JWKS URL is not https (acceptable for development only)",
             file=sys.stderr,
         )
-    return asyncio.run(_register(settings, args.org, iss, jwks_url, jwks, origins))
+    if any(url.startswith("http://") for url in fhir_servers):
+        print(
+            "labrec: warning: an http FHIR server is used only with LABREC_CDS_FHIR_ALLOW_HTTP "
+            "(development only)",
+            file=sys.stderr,
+        )
+    return asyncio.run(_register(settings, args.org, iss, jwks_url, jwks, origins, fhir_servers))
 
 
 async def _register(
@@ -62,6 +80,7 @@ async def _register(
     jwks_url: str | None,
     jwks: dict[str, Any] | None,
     origins: list[str],
+    fhir_servers: list[str],
 ) -> int:
     from service.persistence.cds import upsert_cds_client
     from service.persistence.database import create_engine, migrate_async, session_factory
@@ -87,12 +106,15 @@ async def _register(
                     jwks=jwks,
                     origins=origins,
                     now=dt.datetime.now(dt.UTC),
+                    fhir_servers=fhir_servers,
                 )
             except ValueError as exc:
                 print(f"labrec: {exc}", file=sys.stderr)
                 return 1
             verb = "registered" if created else "updated"
             print(f"{verb} CDS client {iss} for organisation '{org.name}' ({row.id})")
+            for url in fhir_servers:
+                print(f"  FHIR server: {url}")
             return 0
     finally:
         await engine.dispose()
@@ -126,6 +148,15 @@ def _jwks_file(path: Path) -> dict[str, Any]:
         if _PRIVATE & set(key):
             raise ValueError(f"{path}: key '{key['kid']}' holds private key material")
     return {"keys": keys}
+
+
+def _fhir_server(value: str) -> str:
+    from service.cds.egress import normalise_base_url
+
+    try:
+        return normalise_base_url(value.strip())
+    except ValueError as exc:
+        raise ValueError(f"--fhir-server {exc}, e.g. https://ehr.example.org/fhir/r4") from None
 
 
 def _origin(value: str) -> str:

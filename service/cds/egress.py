@@ -79,7 +79,10 @@ def normalise_base_url(value: str) -> str:
     """
     if len(value) > _MAX_URL or any(ch.isspace() or not ch.isprintable() for ch in value):
         raise ValueError("must be a URL of at most 500 printable characters without spaces")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not value.lower().startswith(f"{scheme}://"):
         raise ValueError("must be an absolute http(s) URL")
