@@ -28,6 +28,7 @@ import contextvars
 import ipaddress
 import re
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final
 from urllib.parse import urlsplit
@@ -303,15 +304,18 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def pinned_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+def pinned_transport(
+    limits: httpx.Limits, *, ssl_context: ssl.SSLContext | None = None
+) -> httpx.AsyncHTTPTransport:
     """An httpx transport whose connection pool connects through ``PinnedBackend``.
 
     httpx does not take a network backend, so the pool it built is replaced by the same pool
     with ours (httpx is pinned; tests/cds/test_fhir_egress.py fails if this stops working).
+    ``ssl_context`` defaults to httpx's (certifi roots, hostname checked); tests pass their CA.
     """
     transport = httpx.AsyncHTTPTransport(limits=limits)
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=ssl_context or httpx.create_ssl_context(),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import ipaddress
 import json
 import logging
+import ssl
+import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from service.cds.discovery import PREFETCH
 from service.cds.egress import (
@@ -444,3 +454,126 @@ async def test_complete_prefetch_needs_no_fhir_server(cds: Cds, fhir: FakeServer
     response = await cds.call(body)
     assert response.status_code == 200 and response.json()["cards"]
     assert fhir.requests == []
+
+
+# --- TLS: the pinned connection still presents and verifies the original name ----------------
+
+
+def _certificates(tmp_path: Path, name: str) -> tuple[bytes, Path, Path]:
+    """A throwaway CA (PEM) and a server certificate for ``name`` signed by it (files)."""
+    now = dt.datetime.now(dt.UTC)
+
+    def build(subject: str, key: Any, issuer: str, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+            ).add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = build("labrec test CA", ca_key, "labrec test CA", ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = build(name, key, "labrec test CA", ca_key, ca=False)
+    cert_file, key_file = tmp_path / "server.pem", tmp_path / "server.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca.public_bytes(serialization.Encoding.PEM), cert_file, key_file
+
+
+@contextlib.contextmanager
+def _tls_server(
+    fhir: FakeServer, cert_file: Path, key_file: Path
+) -> Iterator[tuple[int, list[str]]]:
+    """``fhir``'s routes over TLS on another loopback port; yields it and the SNI names sent."""
+    names: list[str] = []
+
+    def remember_sni(_socket: Any, name: str | None, _context: Any) -> None:
+        names.append(name or "")
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    context.sni_callback = remember_sni
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            fhir.requests.append((self.path, dict(self.headers.items())))
+            route = fhir.routes.get(self.path.split("?")[0])
+            body = json.dumps(route.body if route else {}).encode()
+            self.send_response(200 if route else 404)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], names
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_tls_uses_the_original_name_for_sni_and_the_certificate(
+    fhir: FakeServer, tmp_path: Path
+) -> None:
+    ca_pem, cert_file, key_file = _certificates(tmp_path, "ehr.test")
+    with _tls_server(fhir, cert_file, key_file) as (port, names):
+        url = f"https://ehr.test:{port}/r4"
+        guard = FhirServerGuard(
+            allow_http=False,
+            private_hosts={"ehr.test", "other.test"},
+            resolver=Resolver({"ehr.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]}),
+        )
+        trusted = ssl.create_default_context(cadata=ca_pem.decode())
+        transport = pinned_transport(httpx.Limits(max_connections=10), ssl_context=trusted)
+        async with httpx.AsyncClient(transport=transport, trust_env=False) as http:
+            slots = await _read(http, guard, url, url)
+            assert slots["patient"].state == "data"
+            assert set(names) == {"ehr.test"}  # SNI: the name, though we dialled 127.0.0.1
+            assert {h["Host"] for _, h in fhir.requests} == {f"ehr.test:{port}"}
+            # The certificate is checked against the name the EHR gave: another name on the
+            # same address is refused by TLS, and nothing is read.
+            fhir.requests.clear()
+            other = f"https://other.test:{port}/r4"
+            assert (await _read(http, guard, other, other))["patient"].state == "missing"
+            assert fhir.requests == []
