@@ -111,9 +111,9 @@ def normalise_base_url(value: str) -> str:
 def _host(netloc: str) -> str:
     """The host of a netloc without userinfo: a DNS name, a dotted IPv4 or a bracketed IPv6."""
     if netloc.startswith("["):
-        literal, bracket, _ = netloc[1:].partition("]")
+        literal, bracket, rest = netloc[1:].partition("]")
         try:
-            if not bracket or "%" in literal:
+            if not bracket or "%" in literal or rest[:1] not in ("", ":"):
                 raise ValueError
             return str(ipaddress.IPv6Address(literal))
         except ValueError:

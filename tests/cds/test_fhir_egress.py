@@ -29,6 +29,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.cds.discovery import PREFETCH
 from service.cds.egress import (
@@ -84,6 +86,7 @@ MALFORMED_URLS = {
     "short-ipv4": "http://127.1/r4",
     "ipv6-zone": "http://[fe80::1%25eth0]/r4",
     "broken-ipv6": "http://[::1/r4",
+    "text-after-ipv6": "http://[::1]evil.example.org/r4",
     "bad-port": "https://ehr.example.org:99999/r4",
     "too-long": "https://ehr.example.org/" + "a" * 500,
 }
@@ -577,3 +580,19 @@ async def test_tls_uses_the_original_name_for_sni_and_the_certificate(
             other = f"https://other.test:{port}/r4"
             assert (await _read(http, guard, other, other))["patient"].state == "missing"
             assert fhir.requests == []
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(["https://", "http://", "HTTPS://", ""]),
+    st.text(max_size=80) | st.text(alphabet="aZ09.-:/[]@%?#_~=\\", max_size=40),
+)
+def test_normalising_any_text_is_a_value_error_or_a_fixed_point(scheme: str, rest: str) -> None:
+    """Whatever an EHR sends: refused (ValueError, never another exception) or a URL that
+    normalises to itself, so a registered URL and a request compare like with like."""
+    try:
+        normal = normalise_base_url(scheme + rest)
+    except ValueError:
+        return
+    assert normalise_base_url(normal) == normal
+    assert "@" not in normal.split("/")[2] and "?" not in normal and "#" not in normal
