@@ -145,6 +145,7 @@ async def run(calls: int, database_url: str) -> dict[str, float]:
         {
             "database_url": database_url,
             "demo": False,
+            "sandbox": True,  # no lab is called (no dispatcher), but the app needs a choice
             "dispatch_in_process": False,
             "log_level": "WARNING",
         },
