@@ -4,6 +4,7 @@ token (issue 10, finding 1). Before, a missing LABREC_LAB_BASE_URL mounted it, o
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tests.ui.helpers import sign_in
 
 SECRET = "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 SANDBOX = "/sandbox-lab/fhir"
+ANY_ADDRESS = "0.0.0.0"  # noqa: S104 (what a container serves on; these tests expect refusal)
 
 
 def test_no_lab_and_no_sandbox_flag_refuses_to_build_the_app(sqlite_url: str) -> None:
@@ -41,7 +43,7 @@ def test_demo_or_sandbox_flag_is_the_only_way_to_the_sandbox() -> None:
         )
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "labrec.example.org"])
+@pytest.mark.parametrize("host", [ANY_ADDRESS, "::", "192.168.1.20", "labrec.example.org"])
 def test_sandbox_refused_on_a_non_loopback_address_unless_forced(host: str) -> None:
     settings = load_settings({"LABREC_SANDBOX": "true"})
     with pytest.raises(SettingsError, match="loopback only"):
@@ -112,7 +114,7 @@ def test_serve_refuses_the_sandbox_on_a_public_address(tmp_path: Path) -> None:
         "LABREC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
         "LABREC_SANDBOX": "true",
     }
-    args = ["serve", "--host", "0.0.0.0", "--port", str(free_port())]
+    args = ["serve", "--host", ANY_ADDRESS, "--port", str(free_port())]
     code, output = _exit_of(Process(args, env, tmp_path / "s.log"))
     assert code == 2
     assert "loopback only" in output and "LABREC_SANDBOX_ALLOW_PUBLIC" in output
@@ -153,3 +155,25 @@ async def test_demo_path_prints_a_working_sign_in_and_sandbox_token(tmp_path: Pa
     assert keys.status_code == 200
     assert bare.status_code == 401 and with_token.status_code == 200
     assert output.count(found.group(2)) == 1  # the password is printed once, and never logged
+
+
+def _image_command() -> list[str]:
+    """The container image's ``CMD`` (its entrypoint is ``labrec``), read from the Dockerfile."""
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    line = next(x for x in dockerfile.splitlines() if x.startswith("CMD "))
+    return list(json.loads(line.removeprefix("CMD ")))
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [({}, "no lab configured"), ({"LABREC_SANDBOX": "true"}, "loopback only")],
+)
+def test_the_image_command_refuses_without_a_lab_or_on_public_sandbox(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    command = _image_command()
+    assert command[:3] == ["serve", "--host", ANY_ADDRESS]
+    command[command.index("--port") + 1] = str(free_port())
+    env = {"LABREC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", **env}
+    code, output = _exit_of(Process(command, env, tmp_path / "image.log"))
+    assert code == 2 and message in output
