@@ -13,6 +13,7 @@ import httpx
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from service.api.admin import ApiKeyController, AuditController
@@ -127,7 +128,9 @@ def create_app(
                     )
                 }
             ),
-            render_plugins=[],
+            # The JSON document only: no HTML documentation pages (swagger, redoc, elements,
+            # rapidoc) loading scripts from public CDNs on the practitioner UI's origin.
+            render_plugins=[JsonRenderPlugin()],
             path="/schema",
         ),
         logging_config=None,  # ours (service/logs.py) never logs headers or bodies
