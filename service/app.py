@@ -19,6 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from service.api.admin import ApiKeyController, AuditController
 from service.api.catalog import CatalogController
 from service.api.deps import principal_of, require_api_key
+from service.api.headers import response_headers
 from service.api.health import live, ready
 from service.api.lab_events import LabEventController
 from service.api.orders import OrderController
@@ -114,6 +115,7 @@ def create_app(
         lifespan=lifespans,
         plugins=[CdsHooksPlugin(settings)],  # /cds-services (service/cds/)
         middleware=[request_context_middleware],
+        before_send=[response_headers],  # no-store on /v1 and CDS, no Granian banner
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="labrec",
