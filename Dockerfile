@@ -31,5 +31,8 @@ VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=2).status != 200)"]
+# `serve` refuses to start without a real lab (LABREC_LAB_BASE_URL + LABREC_LAB_WEBHOOK_SECRET) or
+# an explicit sandbox flag; the built-in sandbox on 0.0.0.0 also needs
+# LABREC_SANDBOX_ALLOW_PUBLIC=true (demo only: publish the port on 127.0.0.1, see deploy/README.md).
 ENTRYPOINT ["labrec"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

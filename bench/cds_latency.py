@@ -145,6 +145,8 @@ async def run(calls: int, database_url: str) -> dict[str, float]:
         {
             "database_url": database_url,
             "demo": False,
+            "sandbox": True,  # no lab is called (no dispatcher), but the app needs a choice
+            "sandbox_token": "bench-sandbox-token-unused",  # set: nothing printed at start
             "dispatch_in_process": False,
             "log_level": "WARNING",
         },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,11 +13,13 @@ import httpx
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from service.api.admin import ApiKeyController, AuditController
 from service.api.catalog import CatalogController
 from service.api.deps import principal_of, require_api_key
+from service.api.headers import response_headers
 from service.api.health import live, ready
 from service.api.lab_events import LabEventController
 from service.api.orders import OrderController
@@ -24,15 +27,16 @@ from service.api.problems import EXCEPTION_HANDLERS
 from service.api.recommendations import RecommendationController
 from service.api.rule_feedback import RuleFeedbackController
 from service.cds.plugin import CdsHooksPlugin
-from service.container import SANDBOX_MOUNT, build_container
+from service.container import SANDBOX_MOUNT, Container, build_container
 from service.labs.sandbox import sandbox_mount
 from service.labs.sandbox_config import SandboxConfig
 from service.logs import configure_logging, request_context_middleware
 from service.persistence.bootstrap import ensure_demo_organisation
 from service.persistence.database import migrate_async
-from service.settings import Settings, load_settings
+from service.settings import Settings, check_lab_choice, load_settings
 from service.ui.router import ui_handlers
 from service.ui.templating import ui_template_config
+from service.usecases.accounts import hash_password
 from service.usecases.clock import Clock, utc_now
 from service.worker import run_background
 
@@ -50,6 +54,7 @@ def create_app(
 ) -> Litestar:
     """Build the ASGI app. ``run_worker`` overrides ``LABREC_DISPATCH_IN_PROCESS`` (tests)."""
     settings = settings or load_settings()
+    check_lab_choice(settings)  # no lab and no explicit sandbox: refuse (SettingsError)
     if configure_logs:
         configure_logging(settings.log_level)
     container = build_container(settings, clock, lab_transport)
@@ -60,12 +65,10 @@ def create_app(
         if settings.database_url.startswith("sqlite"):
             await migrate_async(settings.database_url)
         if settings.demo:
-            key = await ensure_demo_organisation(container.sessions, clock())
-            if key is not None:
-                print(
-                    f"labrec demo organisation created; its API key (shown once):\n{key}",
-                    flush=True,
-                )
+            await _create_demo(container, settings)
+        if container.sandbox_token is not None and settings.sandbox_token is None:
+            # `labrec serve` generates and prints the token itself (one for all its workers).
+            print(f"labrec sandbox lab token (shown once): {container.sandbox_token}", flush=True)
         stop = asyncio.Event()
         background = asyncio.create_task(run_background(container, stop)) if in_process else None
         try:
@@ -93,7 +96,7 @@ def create_app(
     handlers: list[Any] = [v1, LabEventController, live, ready]
     handlers.extend(ui_handlers())  # /ui pages, /ui/static, and / -> /ui/
     lifespans: list[Any] = [lifespan]
-    if container.uses_builtin_sandbox:
+    if container.sandbox_token is not None:
         sandbox = sandbox_mount(
             SANDBOX_MOUNT,
             SandboxConfig(
@@ -101,6 +104,7 @@ def create_app(
                 webhook_secret=container.webhook_secret,
                 step_delay=settings.sandbox_step_seconds,
             ),
+            token=container.sandbox_token,
         )
         handlers.append(sandbox.handler)
         lifespans.append(sandbox.lifespan)
@@ -111,6 +115,7 @@ def create_app(
         lifespan=lifespans,
         plugins=[CdsHooksPlugin(settings)],  # /cds-services (service/cds/)
         middleware=[request_context_middleware],
+        before_send=[response_headers],  # no-store on /v1 and CDS, no Granian banner
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="labrec",
@@ -125,7 +130,9 @@ def create_app(
                     )
                 }
             ),
-            render_plugins=[],
+            # The JSON document only: no HTML documentation pages (swagger, redoc, elements,
+            # rapidoc) loading scripts from public CDNs on the practitioner UI's origin.
+            render_plugins=[JsonRenderPlugin()],
             path="/schema",
         ),
         logging_config=None,  # ours (service/logs.py) never logs headers or bodies
@@ -133,6 +140,22 @@ def create_app(
     )
     app.state.container = container
     return app
+
+
+async def _create_demo(container: Container, settings: Settings) -> None:
+    """The demo path on an empty database: print the admin key and a UI sign-in, once."""
+    password = secrets.token_urlsafe(12)
+    password_hash = await asyncio.to_thread(hash_password, password)
+    access = await ensure_demo_organisation(container.sessions, container.clock(), password_hash)
+    if access is None:
+        return
+    ui = settings.public_url.rstrip("/") + "/ui/"
+    print(
+        "labrec demo organisation created (shown once, keep them):\n"
+        f"  practitioner sign-in at {ui}: email {access.email} password {password}\n"
+        f"  admin API key (X-API-Key):\n{access.api_key}",
+        flush=True,
+    )
 
 
 def app_from_env() -> Litestar:

@@ -26,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="the one-command demo (LABREC_DEMO=true): built-in sandbox lab, demo organisation, "
+        "admin key and practitioner sign-in printed once; loopback only",
+    )
 
     commands.add_parser("worker", help="run the outbox dispatcher and reconciliation only")
     commands.add_parser("migrate", help="bring the database schema up to date")
@@ -69,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "demo", False):
+        os.environ["LABREC_DEMO"] = "true"  # read by every Granian worker's settings too
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -96,8 +104,27 @@ def granian_server(target: str, *, host: str, port: int, workers: int) -> Any:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from service.settings import check_lab_choice, uses_sandbox
+
     if "LABREC_PUBLIC_URL" not in os.environ:
         os.environ["LABREC_PUBLIC_URL"] = f"http://{args.host}:{args.port}"
+        settings = msgspec.structs.replace(settings, public_url=os.environ["LABREC_PUBLIC_URL"])
+    try:
+        check_lab_choice(settings, bind_host=args.host)
+    except SettingsError as exc:
+        print(f"labrec: {exc}", file=sys.stderr)
+        return 2
+    if uses_sandbox(settings) and settings.sandbox_token is None:
+        import secrets
+
+        # One token for all Granian workers (they read it from the environment), printed once.
+        os.environ["LABREC_SANDBOX_TOKEN"] = secrets.token_urlsafe(32)
+        print(
+            "labrec built-in sandbox lab at "
+            f"{os.environ['LABREC_PUBLIC_URL'].rstrip('/')}/sandbox-lab/fhir; its token "
+            f"(Authorization: Bearer, shown once): {os.environ['LABREC_SANDBOX_TOKEN']}",
+            flush=True,
+        )
     granian_server(
         "service.app:app_from_env", host=args.host, port=args.port, workers=args.workers
     ).serve()
@@ -169,7 +196,11 @@ def openapi_document(settings: Settings) -> bytes:
 
 
 def _openapi(args: argparse.Namespace, settings: Settings) -> int:
-    document = openapi_document(msgspec.structs.replace(settings, lab_base_url=None))
+    document = openapi_document(
+        msgspec.structs.replace(
+            settings, lab_base_url=None, sandbox=True, sandbox_allow_public=True, demo=False
+        )
+    )
     if args.check:
         if not OPENAPI_PATH.exists() or OPENAPI_PATH.read_bytes() != document:
             print("openapi/openapi.json is out of date; run `labrec openapi`", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from dataclasses import dataclass
 
 import httpx
@@ -15,7 +16,7 @@ from service.labs.webhooks import new_secret, validate_secret
 from service.persistence.database import create_engine, session_factory
 from service.persistence.key_cache import ApiKeyCache
 from service.rate_limit import TokenBuckets
-from service.settings import Settings
+from service.settings import Settings, uses_sandbox
 from service.usecases.admin import AdminService
 from service.usecases.clock import Clock, utc_now
 from service.usecases.orders import OrderService
@@ -38,9 +39,12 @@ class Container:
     api_rate_limit: TokenBuckets
     api_keys: ApiKeyCache
 
+    #: Bearer token the built-in sandbox lab requires on every route (None: no sandbox mounted)
+    sandbox_token: str | None = None
+
     @property
     def uses_builtin_sandbox(self) -> bool:
-        return self.settings.lab_base_url is None
+        return self.sandbox_token is not None
 
     async def aclose(self) -> None:
         await self.lab.aclose()
@@ -61,6 +65,9 @@ def build_container(
     catalog = load_catalog(settings.catalog_dir)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
+    sandbox_token = (
+        (settings.sandbox_token or secrets.token_urlsafe(32)) if uses_sandbox(settings) else None
+    )
     lab_base_url = settings.lab_base_url or settings.public_url.rstrip("/") + SANDBOX_MOUNT
     lab = FhirLabClient(
         lab_base_url,
@@ -68,6 +75,7 @@ def build_container(
             settings.lab_read_timeout, connect=settings.lab_connect_timeout, pool=5.0
         ),
         transport=lab_transport,
+        bearer_token=sandbox_token,
     )
     return Container(
         settings=settings,
@@ -84,4 +92,5 @@ def build_container(
         webhook_secret=settings.lab_webhook_secret or new_secret(),
         api_rate_limit=TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst),
         api_keys=ApiKeyCache(sessions, settings.api_key_cache_seconds),
+        sandbox_token=sandbox_token,
     )

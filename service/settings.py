@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -20,7 +22,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     database_url: str = "sqlite+aiosqlite:///labrec.db"
     catalog_dir: Path = DEFAULT_CATALOG_DIR
-    #: External lab FHIR base URL; unset means the built-in sandbox lab mounted in-process.
+    #: External lab FHIR base URL. Unset, ``serve`` refuses to start unless the built-in sandbox
+    #: lab is asked for explicitly (``sandbox`` or ``demo``): a missing setting never opens it.
     lab_base_url: str | None = None
     #: Standard Webhooks secret (``whsec_...``) shared with the lab; required with an external lab.
     lab_webhook_secret: str | None = None
@@ -38,8 +41,16 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reconcile_after_seconds: PositiveFloat = 900.0
     idempotency_ttl_hours: PositiveInt = 72
     max_body_bytes: PositiveInt = 262_144
-    #: On an empty database, ``serve`` creates a demo organisation and prints its API key once.
-    demo: bool = True
+    #: The demo path (``labrec serve --demo``): the built-in sandbox lab unless a lab is set, and on
+    #: an empty database a demo organisation, admin API key and practitioner sign-in printed once.
+    demo: bool = False
+    #: Mount the built-in sandbox lab under ``/sandbox-lab/fhir`` (development and demos only).
+    sandbox: bool = False
+    #: Allow the built-in sandbox when serving on a non-loopback address (it is open to anyone
+    #: holding its token; never in production).
+    sandbox_allow_public: bool = False
+    #: Bearer token for the built-in sandbox lab's routes; unset: random per start, printed once.
+    sandbox_token: str | None = None
     sandbox_step_seconds: Annotated[float, msgspec.Meta(ge=0)] = 2.0
     log_level: str = "INFO"
     #: Requests per second each API key may make (token bucket, per process), and its burst.
@@ -90,4 +101,53 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"invalid configuration: {exc} (the field is LABREC_<NAME>)") from None
     if settings.lab_base_url and not settings.lab_webhook_secret:
         raise SettingsError("LABREC_LAB_WEBHOOK_SECRET is required when LABREC_LAB_BASE_URL is set")
+    if settings.lab_base_url and settings.sandbox:
+        raise SettingsError(
+            "LABREC_SANDBOX=true and LABREC_LAB_BASE_URL are both set; choose the real lab "
+            "or the built-in sandbox"
+        )
+    if settings.sandbox_token is not None and len(settings.sandbox_token) < 16:
+        raise SettingsError("LABREC_SANDBOX_TOKEN must have at least 16 characters")
     return settings
+
+
+def uses_sandbox(settings: Settings) -> bool:
+    """The built-in sandbox lab is mounted only when asked for: ``sandbox``, or ``demo`` without
+    a real lab. A missing ``LABREC_LAB_BASE_URL`` alone never implies it."""
+    return settings.lab_base_url is None and (settings.sandbox or settings.demo)
+
+
+NO_LAB_MESSAGE = (
+    "no lab configured: set LABREC_LAB_BASE_URL and LABREC_LAB_WEBHOOK_SECRET to hand orders to "
+    "your lab, or ask for the built-in sandbox lab explicitly with LABREC_SANDBOX=true (or "
+    "`labrec serve --demo` for the one-command demo); labrec never falls back to the sandbox"
+)
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 and ::1 (brackets allowed); everything else counts as public."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_lab_choice(settings: Settings, bind_host: str | None = None) -> None:
+    """Raise ``SettingsError`` unless a real lab or the sandbox is chosen, and the sandbox is
+    reachable only on loopback (``bind_host`` and the public URL) unless explicitly forced."""
+    if settings.lab_base_url is None and not uses_sandbox(settings):
+        raise SettingsError(NO_LAB_MESSAGE)
+    if not uses_sandbox(settings) or settings.sandbox_allow_public:
+        return
+    public_host = urlsplit(settings.public_url).hostname or ""
+    for where, host in (("--host", bind_host), ("LABREC_PUBLIC_URL", public_host)):
+        if host is not None and not is_loopback_host(host):
+            raise SettingsError(
+                f"the built-in sandbox lab is for loopback only, but {where} is {host!r}: anyone "
+                "who reaches it could read and change lab orders. Serve on 127.0.0.1, configure "
+                "a real lab (LABREC_LAB_BASE_URL), or force it with "
+                "LABREC_SANDBOX_ALLOW_PUBLIC=true (never in production)"
+            )

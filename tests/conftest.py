@@ -87,6 +87,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "sandbox_step_seconds": 0.0,
         "log_level": "WARNING",
     }
+    # The built-in sandbox lab only when asked for: tests without a lab URL ask for it explicitly.
+    base["sandbox"] = "lab_base_url" not in overrides
     base.update(overrides)
     import msgspec
 

@@ -60,7 +60,9 @@ class FhirLabClient:
         *,
         timeout: httpx.Timeout,
         transport: httpx.AsyncBaseTransport | None = None,
+        bearer_token: str | None = None,
     ) -> None:
+        """``bearer_token`` is sent as ``Authorization`` (the built-in sandbox lab requires one)."""
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("lab base URL must be an absolute http(s) URL")
@@ -69,7 +71,11 @@ class FhirLabClient:
             timeout=timeout,
             follow_redirects=False,
             transport=transport,
-            headers={"Accept": FHIR_JSON, "User-Agent": "labrec-lab-client"},
+            headers={
+                "Accept": FHIR_JSON,
+                "User-Agent": "labrec-lab-client",
+                **({"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}),
+            },
         )
 
     async def submit(self, req: LabRequisition) -> SubmitOutcome:

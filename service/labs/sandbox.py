@@ -13,16 +13,19 @@ head back until the first body chunk and answers a plain 500 instead.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 from litestar import Litestar, Request, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException, NotFoundException
-from litestar.handlers import ASGIRouteHandler, HTTPRouteHandler, asgi
+from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException
+from litestar.handlers import ASGIRouteHandler, BaseRouteHandler, HTTPRouteHandler, asgi
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response.base import ASGIResponse
 from litestar.types import Receive, Scope, Send
@@ -92,12 +95,20 @@ class SandboxMount:
     lab: SandboxLab
 
 
-def sandbox_mount(path: str, config: SandboxConfig) -> SandboxMount:
-    """Mount the sandbox under ``path`` of another Litestar app (the path is its FHIR base)."""
-    app = create_sandbox_app(config)
+def sandbox_mount(path: str, config: SandboxConfig, *, token: str) -> SandboxMount:
+    """Mount the sandbox under ``path`` of another Litestar app (the path is its FHIR base).
+
+    Every route, FHIR and ``_sandbox/*`` alike, needs ``Authorization: Bearer <token>``: the
+    sandbox sees every organisation's orders and can move them, so it is never open to whoever
+    reaches the host. labrec's own lab client sends the token.
+    """
+    app = create_sandbox_app(msgspec.structs.replace(config, control_token=token))
     lab: SandboxLab = app.state.sandbox_lab
 
     async def mounted(scope: Scope, receive: Receive, send: Send) -> None:
+        if not _has_token(scope, token):
+            await _UNAUTHORIZED(scope, receive, send)
+            return
         # Our own copy with a fresh state: Litestar caches per-request data in scope["state"] and
         # the host already filled it. Hence copy_scope=False below (set explicitly, since leaving
         # it unset is a DeprecationWarning in Litestar 2.x).
@@ -105,6 +116,48 @@ def sandbox_mount(path: str, config: SandboxConfig) -> SandboxMount:
 
     handler = asgi(path, is_mount=True, copy_scope=False, opt={"exclude_from_auth": True})
     return SandboxMount(handler=handler(mounted), lifespan=lab_lifespan(lab), lab=lab)
+
+
+def _has_token(scope: Scope, token: str) -> bool:
+    """Constant-time check of ``Authorization: Bearer <token>`` (or ``X-Sandbox-Token``)."""
+    offered = b""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            offered = value[7:].strip()
+        elif name == b"x-sandbox-token":
+            offered = value.strip()
+    return bool(offered) and hmac.compare_digest(offered, token.encode())
+
+
+_UNAUTHORIZED = ASGIResponse(
+    body=msgspec.json.encode(
+        {
+            "type": "about:blank",
+            "title": "Unauthorized",
+            "status": 401,
+            "detail": "The sandbox lab needs its token: send 'Authorization: Bearer <token>' "
+            "(printed by `labrec serve` at start, or LABREC_SANDBOX_TOKEN).",
+        }
+    ),
+    status_code=401,
+    media_type="application/problem+json",
+    headers={"WWW-Authenticate": 'Bearer realm="sandbox-lab"'},
+)
+
+
+def _control_guard(token: str | None) -> list[Any]:
+    """Guard for ``_sandbox/*`` (faults, orders, advance): only with a token when one is set."""
+    if token is None:
+        return []
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if not _has_token(connection.scope, token):
+            raise NotAuthorizedException(
+                "The sandbox lab's control routes need its token: send "
+                "'Authorization: Bearer <token>' (LABREC_SANDBOX_TOKEN)."
+            )
+
+    return [guard]
 
 
 def lab_lifespan(lab: SandboxLab) -> Lifespan:
@@ -120,6 +173,8 @@ def lab_lifespan(lab: SandboxLab) -> Lifespan:
 
 
 def _routes(lab: SandboxLab) -> list[HTTPRouteHandler]:
+    control = _control_guard(lab.config.control_token)
+
     async def serve(
         request: Request[Any, Any, Any],
         kind: RequestKind,
@@ -148,28 +203,28 @@ def _routes(lab: SandboxLab) -> list[HTTPRouteHandler]:
         identifier = request.query_params.get("identifier")
         return await serve(request, "read", lambda: lab.search_tasks(identifier))
 
-    @post("/_sandbox/faults", status_code=200)
+    @post("/_sandbox/faults", status_code=200, guards=control)
     async def set_faults(data: JSONBody[FaultSettings]) -> FaultSettings:
         await lab.set_faults(data)
         return data
 
-    @get("/_sandbox/faults")
+    @get("/_sandbox/faults", guards=control)
     async def get_faults() -> FaultSettings:
         return lab.faults.settings
 
-    @get("/_sandbox/orders")
+    @get("/_sandbox/orders", guards=control)
     async def orders() -> list[OrderView]:
         return await lab.orders()
 
-    @get("/_sandbox/stats")
+    @get("/_sandbox/stats", guards=control)
     async def stats() -> Stats:
         return await lab.stats()
 
-    @get("/_sandbox/webhooks")
+    @get("/_sandbox/webhooks", guards=control)
     async def webhooks() -> list[Delivery]:
         return lab.deliveries()
 
-    @post("/_sandbox/advance/{order_id:str}", status_code=200)
+    @post("/_sandbox/advance/{order_id:str}", status_code=200, guards=control)
     async def advance(
         order_id: FromPath[str],
         to: FromQuery[LabOrderStatus | None] = None,

@@ -3,7 +3,9 @@
 ``WEBHOOK_URL`` (unset: no webhooks), ``WEBHOOK_SECRET`` (else ``LABREC_LAB_WEBHOOK_SECRET``),
 ``STEP_DELAY`` s (2; 0 = manual only), ``ERROR_RATE``, ``DROP_RATE``, ``TIMEOUT_RATE`` (0..1),
 ``LATENCY_MS``, ``SEED``, ``HANG_SECONDS`` (30), ``WEBHOOK_ATTEMPTS`` (5), ``WEBHOOK_BACKOFF`` s
-(0.5, doubling, capped at 10), ``WEBHOOK_TIMEOUT`` s (5); each prefixed ``LABREC_SANDBOX_``.
+(0.5, doubling, capped at 10), ``WEBHOOK_TIMEOUT`` s (5), ``TOKEN`` (bearer token the
+``_sandbox/*`` control routes require; unset: open, so bind the standalone lab to loopback or a
+private network only); each prefixed ``LABREC_SANDBOX_``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True):
     webhook_attempts: int = 5
     webhook_backoff: float = 0.5
     webhook_timeout: float = 5.0
+    #: Bearer token required on ``_sandbox/*`` (faults, orders, advance); None leaves them open.
+    control_token: str | None = None
 
     def __post_init__(self) -> None:
         if self.webhook_url is not None:
@@ -98,4 +102,5 @@ class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True):
             webhook_attempts=get("WEBHOOK_ATTEMPTS", int, 5),
             webhook_backoff=get("WEBHOOK_BACKOFF", float, 0.5),
             webhook_timeout=get("WEBHOOK_TIMEOUT", float, 5.0),
+            control_token=get("TOKEN", str, None),
         )

@@ -55,27 +55,35 @@ class AdminService:
         """Revoked keys stop working at the next request (keys are looked up every request)."""
         await self.require_admin(principal, "apikey.revoke")
         async with self._sessions() as session, session.begin():
-            row = await self._key(session, principal, key_id)
-            if row.revoked_at is None:
-                row.revoked_at = self._clock()
-            self._audit(session, principal, "apikey.revoke", row.id)
-            return _key_out(row)
+            row = await organisations.api_key_in(session, principal.organisation_id, key_id)
+            if row is not None:
+                if row.revoked_at is None:
+                    row.revoked_at = self._clock()
+                self._audit(session, principal, "apikey.revoke", row.id)
+                return _key_out(row)
+        raise await self._key_not_found(principal, "apikey.revoke", key_id)
 
     async def rotate_key(self, principal: Principal, key_id: str) -> NewApiKeyOut:
         """A new key with the same role; the old one is revoked in the same transaction."""
         await self.require_admin(principal, "apikey.rotate")
         async with self._sessions() as session, session.begin():
-            old = await self._key(session, principal, key_id)
-            if old.revoked_at is not None:
+            old = await organisations.api_key_in(session, principal.organisation_id, key_id)
+            if old is None:
+                missing = True
+            elif old.revoked_at is not None:
                 raise InvalidInput(
                     "A revoked key cannot be rotated; create a new key instead.",
                     errors=[field_error("key_id", "is revoked")],
                 )
-            old.revoked_at = self._clock()
-            row, raw = await organisations.create_api_key(
-                session, principal.organisation_id, self._clock(), role=old.role
-            )
-            self._audit(session, principal, "apikey.rotate", old.id)
+            else:
+                missing = False
+                old.revoked_at = self._clock()
+                row, raw = await organisations.create_api_key(
+                    session, principal.organisation_id, self._clock(), role=old.role
+                )
+                self._audit(session, principal, "apikey.rotate", old.id)
+        if missing:
+            raise await self._key_not_found(principal, "apikey.rotate", key_id)
         return NewApiKeyOut(key=_key_out(row), secret=raw)
 
     async def audit_trail(
@@ -118,11 +126,21 @@ class AdminService:
             next_cursor=str(rows[-1].id) if len(rows) == limit else None,
         )
 
-    async def _key(self, session: AsyncSession, principal: Principal, key_id: str) -> ApiKey:
-        row = await organisations.api_key_in(session, principal.organisation_id, key_id)
-        if row is None:
-            raise NotFound(f"No API key {key_id[:64]} in your organisation.")
-        return row
+    async def _key_not_found(self, principal: Principal, action: str, key_id: str) -> NotFound:
+        """Audit a refused action on an unknown or another organisation's key (in its own
+        transaction, after the caller's read ended) and return the 404 to raise."""
+        async with self._sessions() as session, session.begin():
+            record_audit(
+                session,
+                principal=principal,
+                action=action,
+                object_type="api_key",
+                object_id=key_id[:64],
+                patient_reference=None,
+                outcome="not_found",
+                now=self._clock(),
+            )
+        return NotFound(f"No API key {key_id[:64]} in your organisation.")
 
     def _audit(
         self, session: AsyncSession, principal: Principal, action: str, object_id: str | None

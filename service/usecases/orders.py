@@ -263,36 +263,56 @@ class OrderService:
                 order = await repo.get_order(
                     session, principal.organisation_id, order_id, for_update=True
                 )
-            if order is None:
-                raise NotFound(f"No order {order_id[:64]} in your organisation.")
-            now = self._clock()
-            try:
-                order.status = states.requeue(order.status)
-            except states.IllegalTransition as exc:
-                raise Conflict(str(exc)) from None
-            order.updated_at = now
-            order.status_detail = "Re-queued by an operator."
-            outbox.add_message(
-                session,
-                organisation_id=order.organisation_id,
-                order_id=order.id,
-                kind="submit",
-                now=now,
-            )
+            if order is not None:
+                return await self._requeue(session, order, principal)
+        # Refused (unknown, or another organisation's): audited like every other refusal, in its
+        # own transaction once the read above has ended (SQLite has one writer).
+        async with self._sessions() as session, session.begin():
             record_audit(
                 session,
                 principal=principal,
                 actor="operator",
-                organisation_id=order.organisation_id,
                 action="order.requeue",
                 object_type="order",
-                object_id=order.id,
-                patient_reference=order.patient_reference,
-                outcome="success",
-                now=now,
+                object_id=order_id[:64],
+                patient_reference=None,
+                outcome="not_found",
+                now=self._clock(),
             )
-            repo.add_attempt(session, order.id, now, "requeue", "queued", None)
-            return order_out(order, await repo.attempts_of(session, order.id))
+        raise NotFound(f"No order {order_id[:64]} in your organisation.")
+
+    async def _requeue(
+        self, session: AsyncSession, order: Order, principal: Principal | None
+    ) -> OrderOut:
+        """Move an order found above back to ``queued`` with a new outbox row, audited."""
+        now = self._clock()
+        try:
+            order.status = states.requeue(order.status)
+        except states.IllegalTransition as exc:
+            raise Conflict(str(exc)) from None
+        order.updated_at = now
+        order.status_detail = "Re-queued by an operator."
+        outbox.add_message(
+            session,
+            organisation_id=order.organisation_id,
+            order_id=order.id,
+            kind="submit",
+            now=now,
+        )
+        record_audit(
+            session,
+            principal=principal,
+            actor="operator",
+            organisation_id=order.organisation_id,
+            action="order.requeue",
+            object_type="order",
+            object_id=order.id,
+            patient_reference=order.patient_reference,
+            outcome="success",
+            now=now,
+        )
+        repo.add_attempt(session, order.id, now, "requeue", "queued", None)
+        return order_out(order, await repo.attempts_of(session, order.id))
 
     async def _owned(
         self,

@@ -1,6 +1,7 @@
 """A stand-in for labrec's app that embeds the sandbox exactly as the main app should.
 
-Served by granian in the mount test: ``tests.labs.hostapp:create`` (reads LABREC_SANDBOX_*).
+Served by granian in the mount test: ``tests.labs.hostapp:create`` (reads LABREC_SANDBOX_*; the
+mount requires ``LABREC_SANDBOX_TOKEN`` on every route).
 """
 
 from __future__ import annotations
@@ -17,5 +18,7 @@ async def live() -> dict[str, str]:
 
 
 def create() -> Litestar:
-    sandbox = sandbox_mount("/sandbox-lab/fhir", SandboxConfig.from_env())
+    config = SandboxConfig.from_env()
+    assert config.control_token, "set LABREC_SANDBOX_TOKEN"
+    sandbox = sandbox_mount("/sandbox-lab/fhir", config, token=config.control_token)
     return Litestar(route_handlers=[live, sandbox.handler], lifespan=[sandbox.lifespan])

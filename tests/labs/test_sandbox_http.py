@@ -362,16 +362,25 @@ async def test_orders_progress_by_themselves(
     assert status is not None and status.status == "resulted"
 
 
+MOUNT_TOKEN = "mount-test-token-0123456789"
+
+
 @pytest.fixture
 def host_url() -> Iterator[str]:
-    env = {"LABREC_SANDBOX_STEP_DELAY": "0"}
-    with granian("tests.labs.hostapp:create", env, "/sandbox-lab/fhir/_sandbox/stats") as base:
+    env = {"LABREC_SANDBOX_STEP_DELAY": "0", "LABREC_SANDBOX_TOKEN": MOUNT_TOKEN}
+    with granian("tests.labs.hostapp:create", env, "/health/live") as base:
         yield base
 
 
 async def test_mounted_under_a_host_app(host_url: str) -> None:
-    lab = FhirLabClient(f"{host_url}/sandbox-lab/fhir", timeout=httpx.Timeout(3.0))
-    admin = httpx.AsyncClient(base_url=f"{host_url}/sandbox-lab/fhir", timeout=3)
+    lab = FhirLabClient(
+        f"{host_url}/sandbox-lab/fhir", timeout=httpx.Timeout(3.0), bearer_token=MOUNT_TOKEN
+    )
+    admin = httpx.AsyncClient(
+        base_url=f"{host_url}/sandbox-lab/fhir",
+        timeout=3,
+        headers={"Authorization": f"Bearer {MOUNT_TOKEN}"},
+    )
     req, dropped = make_requisition(), make_requisition()
     try:
         accepted = await lab.submit(req)
@@ -393,3 +402,34 @@ async def test_mounted_under_a_host_app(host_url: str) -> None:
     assert lost == Retryable(reason="transport error (RemoteProtocolError)")
     assert {o["order_id"] for o in orders} == {req.order_id, dropped.order_id}
     assert health.json() == {"status": "ok"}
+
+
+async def test_mounted_sandbox_answers_nobody_without_its_token(host_url: str) -> None:
+    """Every route of the mounted sandbox, FHIR and control alike, is 401 without the token."""
+    wrong = {"Authorization": "Bearer not-the-token-0123456789"}
+    async with httpx.AsyncClient(base_url=f"{host_url}/sandbox-lab/fhir", timeout=3) as client:
+        answers = [
+            await client.get("/_sandbox/orders"),
+            await client.get("/_sandbox/stats", headers=wrong),
+            await client.post("/_sandbox/faults", json={"error_rate": 1}),
+            await client.post("/_sandbox/advance/any", params={"to": "rejected"}),
+            await client.get("/Task", params={"identifier": "x"}),
+            await client.post("/", content=b"{}"),
+        ]
+        faults = await client.get(
+            "/_sandbox/faults", headers={"Authorization": f"Bearer {MOUNT_TOKEN}"}
+        )
+    assert [a.status_code for a in answers] == [401] * len(answers)
+    assert all(a.headers["content-type"] == "application/problem+json" for a in answers)
+    assert faults.status_code == 200 and faults.json()["error_rate"] == 0.0  # nothing was set
+
+
+def test_standalone_control_routes_need_the_token_when_one_is_set() -> None:
+    env = {"LABREC_SANDBOX_STEP_DELAY": "0", "LABREC_SANDBOX_TOKEN": MOUNT_TOKEN}
+    with granian(SANDBOX, env, "/Task?identifier=ready") as base:
+        bare = httpx.get(f"{base}/_sandbox/orders", timeout=3)
+        ok = httpx.get(
+            f"{base}/_sandbox/orders", headers={"X-Sandbox-Token": MOUNT_TOKEN}, timeout=3
+        )
+    assert bare.status_code == 401
+    assert ok.status_code == 200

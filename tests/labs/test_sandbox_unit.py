@@ -441,13 +441,17 @@ async def test_mount_registers_without_warnings_and_serves_under_the_prefix(
 ) -> None:
     # Warnings are errors here, so building the host app proves the mount is warning-free.
     monkeypatch.setenv("LABREC_SANDBOX_STEP_DELAY", "0")
+    monkeypatch.setenv("LABREC_SANDBOX_TOKEN", "unit-test-token-0123456789")
     app = hostapp.create()
     req = make_requisition()
 
     async with app.lifespan():
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
         lab = FhirLabClient(
-            "http://host/sandbox-lab/fhir", timeout=httpx.Timeout(5.0), transport=transport
+            "http://host/sandbox-lab/fhir",
+            timeout=httpx.Timeout(5.0),
+            transport=transport,
+            bearer_token="unit-test-token-0123456789",
         )
         try:
             outcome = await lab.submit(req)

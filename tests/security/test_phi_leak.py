@@ -66,6 +66,7 @@ def test_no_patient_data_in_logs_errors_or_outbox(tmp_path: Path) -> None:
             "LABREC_LAB_BASE_URL": lab,
             "LABREC_LAB_WEBHOOK_SECRET": secret,
             "LABREC_PUBLIC_URL": base,
+            "LABREC_DEMO": "true",  # prints an admin key (the lab stays the external one)
             "LABREC_DISPATCH_BACKOFF_BASE": "0.05",
             "LABREC_DISPATCH_BACKOFF_MAX": "0.2",
             "LABREC_DISPATCH_POLL_INTERVAL": "0.05",

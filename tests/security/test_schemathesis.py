@@ -24,6 +24,7 @@ def test_no_server_errors_and_no_schema_violations(tmp_path: Path) -> None:
     env = {
         "LABREC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}",
         "LABREC_PUBLIC_URL": base,
+        "LABREC_DEMO": "true",  # the demo path: sandbox lab and an admin key printed once
         "LABREC_RATE_LIMIT_PER_SECOND": "10000",
         "LABREC_RATE_LIMIT_BURST": "10000",
     }

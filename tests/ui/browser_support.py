@@ -63,6 +63,7 @@ def labrec_server(folder: Path) -> Iterator[tuple[str, Process]]:
     env = {
         "LABREC_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'browser.db'}",
         "LABREC_DEMO": "false",
+        "LABREC_SANDBOX": "true",  # the built-in sandbox lab, asked for explicitly
         "LABREC_SANDBOX_STEP_SECONDS": "1",
         "LABREC_PUBLIC_URL": base,
         "LABREC_LOG_LEVEL": "INFO",

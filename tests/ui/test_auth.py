@@ -176,7 +176,12 @@ async def test_security_headers_on_every_ui_response(ui) -> None:
 
 
 async def test_https_public_url_means_secure_cookies_and_hsts(sqlite_url: str) -> None:
-    settings = make_settings(sqlite_url, public_url="https://labrec.example")
+    settings = make_settings(
+        sqlite_url,
+        public_url="https://labrec.example",  # a public host: a real lab, never the sandbox
+        lab_base_url="https://lab.invalid/fhir",
+        lab_webhook_secret="whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    )
     async with running_app(settings, run_worker=False) as (client, container):
         _, email = await make_user(container)
         login = await client.get("/ui/login")
