@@ -70,7 +70,9 @@ async def test_form_errors_sit_next_to_their_fields_in_plain_words(ui) -> None:
     client, _, csrf = await _signed_in(ui)
     response = await client.post(
         "/ui/recommendations",
-        data=recommendation_form(csrf, sex="", age="231", condition=["depression?", "", ""]),
+        data=recommendation_form(
+            csrf, sex="", age="231", condition=["depression?", "", ""]
+        ),
     )
     assert response.status_code == 422
     assert 'id="sex-error"' in response.text and "Choose the patient&#39;s sex" in response.text
