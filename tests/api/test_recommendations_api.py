@@ -147,6 +147,12 @@ async def test_semantic_errors_name_field_and_allowed_values(
         ({"patient": {"sex": "female", "organisation_id": "x"}}, "patient"),
         ({"findings": ["fatigue"] * 21}, "findings"),
         ({"conditions": [{"system": "s", "code": "x" * 65}]}, "conditions[0].code"),
+        # v2 closed vocabularies stay 422; only codings are ignored
+        ({"setting": "home"}, "setting"),
+        ({"preferences": {"request_families": ["astrology"]}}, "preferences.request_families"),
+        ({"findings": ["hypertension_uncontrolled", "mood"]}, "findings[1]"),
+        ({"last_dose_change": "yesterday"}, "last_dose_change"),
+        ({"medications": [{"class_id": "maoi"}] * 51}, "medications"),
     ],
 )
 async def test_shape_errors_are_422_naming_the_field(

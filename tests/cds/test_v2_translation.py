@@ -90,3 +90,17 @@ async def test_other_medications_map_to_classes_or_are_reported(cds: Cds) -> Non
     assert ignored == ["medications[1].code", "medications[2].code"]
     assert "unmapped-medication" in {a["id"] for a in result["advisories"]}
     assert all(m["code"]["system"] in (RXNORM, "urn:x") for m in context["medications"])
+
+
+async def test_existing_order_gives_the_therapy_start_date(cds: Cds) -> None:
+    """The earliest active order dates the therapy, so titration and first-year flags see it."""
+    active = medication_request("6130", rid="old", status="active", authored="2024-01-10")
+    body = hook_request(
+        "order-sign",
+        drafts=(medication_request(rid="draft-2", status="draft"),),
+        prefetch=full_prefetch(medications=(active,)),
+    )
+    context, _ = await _stored(cds, body)
+    assert context["phase"] == "maintenance"
+    assert context["therapy_started"] == "2024-01-10"
+    assert context["medications"] == []  # the therapy itself is not a co-medication
