@@ -48,7 +48,12 @@ def by_tier(recommendation: RecommendationOut) -> list[TierGroup]:
 
 
 def prechecked(recommendation: RecommendationOut) -> list[str]:
-    return [s.panel.id for s in recommendation.suggestions if s.priority in PRECHECKED]
+    """Panels ticked when the page opens: safety essentials only; complementary is opt-in."""
+    return [
+        s.panel.id
+        for s in recommendation.suggestions
+        if s.panel.tier == "safety" and s.priority in PRECHECKED
+    ]
 
 
 def evidence_links(evidence: EvidenceOut | Evidence) -> list[tuple[str, str]]:
