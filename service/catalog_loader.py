@@ -22,6 +22,7 @@ from service.domain.catalog import (
     ConditionGroup,
     Evidence,
     Family,
+    MedicationClass,
     Panel,
     Rule,
     Therapy,
@@ -36,6 +37,7 @@ _SECTIONS: Final[dict[str, tuple[str, type[msgspec.Struct]]]] = {
     "condition_group": ("condition_groups", ConditionGroup),
     "rule": ("rules", Rule),
     "advisory": ("advisories", Advisory),
+    "medication_class": ("medication_classes", MedicationClass),
 }
 
 DEFAULT_CATALOG_DIR: Final = Path(__file__).resolve().parent.parent / "catalog"

@@ -20,6 +20,7 @@ from service.domain.vocabulary import (
     Phase,
     Priority,
     Route,
+    Severity,
     Sex,
     SpecimenType,
     Tier,
@@ -119,6 +120,21 @@ class Therapy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     note: str | None = None
 
 
+class MedicationClass(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A class of co-medications (MAPPING.md "Medication classes").
+
+    ``includes`` names narrower classes: a medication of an included class also counts as this
+    one (``cns_depressant`` includes ``benzodiazepine``). ``codings`` map RxNorm codes to the
+    class, each with its verification status; a class without codings is sent as a class id.
+    """
+
+    id: Id
+    name: str
+    includes: tuple[Id, ...] = ()
+    codings: tuple[TherapyCoding, ...] = ()
+    note: str | None = None
+
+
 class ConditionGroup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """ICD-10-CM codes matched exactly (``codes``) or by prefix (``prefixes``)."""
 
@@ -176,6 +192,7 @@ class Advisory(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     source: str
     when: When = When()
     phases: tuple[Phase, ...] = ("baseline", "induction", "maintenance")
+    severity: Severity = "info"
 
 
 class CatalogFiles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -188,6 +205,7 @@ class CatalogFiles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     condition_groups: tuple[ConditionGroup, ...]
     rules: tuple[Rule, ...]
     advisories: tuple[Advisory, ...]
+    medication_classes: tuple[MedicationClass, ...] = ()
 
 
 class Catalog:
@@ -205,6 +223,16 @@ class Catalog:
         self._origin = origin
         self.therapy_by_coding = {
             (c.system, c.code): t.id for t in files.therapies for c in t.codings
+        }
+        self.medication_classes = {m.id: m for m in files.medication_classes}
+        self.class_by_coding: dict[tuple[str, str], tuple[str, ...]] = {}
+        for med in files.medication_classes:
+            for c in med.codings:
+                key = (c.system, c.code)
+                self.class_by_coding[key] = (*self.class_by_coding.get(key, ()), med.id)
+        #: class id -> itself and every class that (transitively) includes it.
+        self.class_closure: dict[str, frozenset[str]] = {
+            m.id: _containing(m.id, files.medication_classes) for m in files.medication_classes
         }
         rules_by_therapy: dict[str, list[Rule]] = defaultdict(list)
         for rule in files.rules:
@@ -254,6 +282,18 @@ class Catalog:
         """Validate cross-references; ``origin`` maps "kind:id" to the file it came from."""
         _validate(files, origin)
         return cls(files, version, origin)
+
+
+def _containing(class_id: str, classes: tuple[MedicationClass, ...]) -> frozenset[str]:
+    found = {class_id}
+    frontier = [class_id]
+    while frontier:
+        current = frontier.pop()
+        for med in classes:
+            if current in med.includes and med.id not in found:
+                found.add(med.id)
+                frontier.append(med.id)
+    return frozenset(found)
 
 
 def _fail(origin: dict[str, str], kind: str, entry_id: str, message: str) -> CatalogError:
@@ -329,6 +369,7 @@ def _validate(files: CatalogFiles, origin: dict[str, str]) -> None:
     evidence = _unique(origin, "evidence", [e.id for e in files.evidence])
     therapies = _unique(origin, "therapy", [t.id for t in files.therapies])
     groups = _unique(origin, "condition_group", [g.id for g in files.condition_groups])
+    classes = _unique(origin, "medication_class", [m.id for m in files.medication_classes])
     _unique(origin, "rule", [r.id for r in files.rules])
     _unique(origin, "advisory", [a.id for a in files.advisories])
     family_tier = {f.id: f.tier for f in files.families}
@@ -365,6 +406,22 @@ def _validate(files: CatalogFiles, origin: dict[str, str]) -> None:
                 raise _fail(
                     origin, "therapy", therapy.id, "RxNorm 2056959 is unverified; never ship it"
                 )
+    for med in files.medication_classes:
+        unknown_classes = set(med.includes) - classes
+        if unknown_classes:
+            raise _fail(
+                origin, "medication_class", med.id, f"includes unknown {sorted(unknown_classes)}"
+            )
+        by_id = {m.id: m for m in files.medication_classes}
+        seen: set[str] = set()
+        frontier = list(med.includes)
+        while frontier:
+            current = frontier.pop()
+            if current == med.id:
+                raise _fail(origin, "medication_class", med.id, "includes itself (a cycle)")
+            if current not in seen and current in by_id:
+                seen.add(current)
+                frontier.extend(by_id[current].includes)
     for rule in files.rules:
         if bool(rule.panels) == (rule.family is not None):
             raise _fail(origin, "rule", rule.id, "needs either 'panels' or 'family', not both")

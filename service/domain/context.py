@@ -10,7 +10,8 @@ import datetime as dt
 
 import msgspec
 
-from service.domain.vocabulary import Finding, Phase, Route, Sex, SpecimenType
+from service.domain.recommendation import IgnoredCoding
+from service.domain.vocabulary import FamilyId, Finding, Phase, Route, Setting, Sex, SpecimenType
 
 
 class RecentTest(msgspec.Struct, frozen=True):
@@ -20,12 +21,22 @@ class RecentTest(msgspec.Struct, frozen=True):
     system: str | None = None
     code: str | None = None
     panel_id: str | None = None
+    #: Flagged abnormal (or a positive hCG): never satisfies a look-back.
+    abnormal: bool = False
+
+
+class Medication(msgspec.Struct, frozen=True):
+    """Another current medication, resolved to a catalog medication class."""
+
+    class_id: str
+    started: dt.date | None = None
 
 
 class Preferences(msgspec.Struct, frozen=True):
     exclude_specimen_types: frozenset[SpecimenType] = frozenset()
     evidence_based_only: bool = False
     vendors: tuple[str, ...] = ()
+    request_families: frozenset[FamilyId] = frozenset()
 
 
 class TherapyContext(msgspec.Struct, frozen=True):
@@ -40,6 +51,13 @@ class TherapyContext(msgspec.Struct, frozen=True):
     recent_tests: tuple[RecentTest, ...] = ()
     preferences: Preferences = Preferences()
     as_of: dt.date | None = None
+    pregnant: bool | None = None
+    setting: Setting | None = None
+    therapy_started: dt.date | None = None
+    last_dose_change: dt.date | None = None
+    medications: tuple[Medication, ...] = ()
+    #: Codings the edge could not map; carried into the answer (MAPPING.md rule 7).
+    ignored_codings: tuple[IgnoredCoding, ...] = ()
 
 
 def default_pregnancy_possible(sex: Sex, age: int | None) -> bool:

@@ -19,7 +19,13 @@ from service.domain.recommendation import (
     Suggestion,
     Suppressed,
 )
-from service.domain.vocabulary import PRIORITY_RANK, TIER_RANK, Priority, SuppressionReason
+from service.domain.vocabulary import (
+    PRIORITY_RANK,
+    SEVERITY_RANK,
+    TIER_RANK,
+    Priority,
+    SuppressionReason,
+)
 
 _T = TypeVar("_T")
 
@@ -137,6 +143,7 @@ def recommend(catalog: Catalog, context: TherapyContext, today: dt.date) -> Reco
                 "retest interval.",
                 rules=tuple(entry.rules),
                 last_tested=last,
+                next_due=last + dt.timedelta(days=entry.retest_days),
             )
             continue
         left_out.pop(entry.panel.id, None)
@@ -150,6 +157,7 @@ def recommend(catalog: Catalog, context: TherapyContext, today: dt.date) -> Reco
                 cautions=tuple(entry.cautions),
                 alternatives=entry.alternatives,
                 retest_days=entry.retest_days,
+                preselected=entry.panel.tier == "safety" and entry.priority != "consider",
             )
         )
     suggestions.sort(
@@ -162,6 +170,7 @@ def recommend(catalog: Catalog, context: TherapyContext, today: dt.date) -> Reco
         suggestions=tuple(suggestions),
         suppressed=tuple(suppressed),
         advisories=_advisories(catalog, facts),
+        ignored_codings=context.ignored_codings,
     )
 
 
@@ -293,15 +302,19 @@ def _advisories(catalog: Catalog, facts: _Facts) -> tuple[AdvisoryNote, ...]:
     index = catalog.advisory_index.get((ctx.therapy, ctx.phase))
     if index is None:
         return ()
-    return tuple(
+    notes = [
         AdvisoryNote(
             id=a.id,
             text=_static_text(a.text) or a.text.format_map(facts.template_values),
             source=a.source,
+            severity=a.severity,
         )
         for a in index.candidates(facts.groups, ctx.findings, ctx.route)
         if _holds(a.when, facts)
-    )
+    ]
+    # MAPPING.md rule 6: critical first, then warning, then info; catalog order within (stable).
+    notes.sort(key=lambda n: SEVERITY_RANK[n.severity])
+    return tuple(notes)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -7,7 +7,7 @@ import datetime as dt
 import msgspec
 
 from service.domain.catalog import Evidence, Panel
-from service.domain.vocabulary import Priority, SuppressionReason
+from service.domain.vocabulary import Priority, Severity, SuppressionReason
 
 
 class Suggestion(msgspec.Struct, frozen=True):
@@ -19,6 +19,8 @@ class Suggestion(msgspec.Struct, frozen=True):
     cautions: tuple[str, ...] = ()
     alternatives: tuple[Panel, ...] = ()
     retest_days: int | None = None
+    #: MAPPING.md: true only for safety-tier essential/recommended suggestions.
+    preselected: bool = False
 
 
 class Suppressed(msgspec.Struct, frozen=True):
@@ -28,12 +30,22 @@ class Suppressed(msgspec.Struct, frozen=True):
     detail: str
     rules: tuple[str, ...]
     last_tested: dt.date | None = None
+    #: For ``recently_tested``: ``last_tested`` + the retest interval.
+    next_due: dt.date | None = None
 
 
 class AdvisoryNote(msgspec.Struct, frozen=True):
     id: str
     text: str
     source: str
+    severity: Severity = "info"
+
+
+class IgnoredCoding(msgspec.Struct, frozen=True):
+    """A coding labrec could not map (MAPPING.md rule 7): reported, never a rejection."""
+
+    path: str
+    reason: str
 
 
 class Recommendation(msgspec.Struct, frozen=True):
@@ -42,3 +54,4 @@ class Recommendation(msgspec.Struct, frozen=True):
     suggestions: tuple[Suggestion, ...]
     suppressed: tuple[Suppressed, ...]
     advisories: tuple[AdvisoryNote, ...]
+    ignored_codings: tuple[IgnoredCoding, ...] = ()

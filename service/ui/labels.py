@@ -36,6 +36,12 @@ FINDINGS: Final[dict[str, str]] = {
     "liver_disease": "Liver disease",
     "hypertension": "Hypertension",
     "substance_use_concern": "Substance use concern",
+    "hypertension_uncontrolled": "Uncontrolled hypertension",
+    "vascular_contraindication": "Aneurysm, AVM or intracranial haemorrhage",
+    "renal_impairment": "Renal impairment (or falling eGFR)",
+    "dose_changed_recently": "Dose changed recently",
+    "level_not_stable": "Drug level not yet stable",
+    "breastfeeding": "Breastfeeding",
 }
 SPECIMENS: Final[dict[str, str]] = {
     "serum": "Serum",
@@ -61,6 +67,7 @@ SUPPRESSION: Final[dict[str, str]] = {
     "excluded_by_preference": "Excluded by your preferences",
     "not_applicable": "Does not apply to this patient",
     "not_indicated_in_phase": "Not indicated in this phase",
+    "not_requested": "Not requested",
 }
 STATUSES: Final[dict[str, str]] = {
     "queued": "Queued",
@@ -80,6 +87,7 @@ GRADES: Final[dict[str, str]] = {
     "case_series": "Case series",
     "association": "Association",
     "clinical_convention": "Clinical convention",
+    "expert_consensus": "Expert consensus",
     "critique": "Critique",
 }
 

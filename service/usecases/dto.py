@@ -12,10 +12,13 @@ import msgspec
 
 from service.domain.vocabulary import (
     EvidenceGrade,
+    FamilyId,
     Finding,
     Phase,
     Priority,
     Route,
+    Setting,
+    Severity,
     Sex,
     SpecimenType,
     SuppressionReason,
@@ -48,12 +51,24 @@ class PatientContextIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sex: Sex
     age: Annotated[int, msgspec.Meta(ge=0, le=130)] | None = None
     pregnancy_possible: bool | None = None
+    #: Known pregnancy: implies pregnancy_possible and wins over ``pregnancy_possible: false``.
+    pregnant: bool | None = None
 
 
 class RecentTestIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     date: dt.date
     code: CodingIn | None = None
     panel_id: Str64 | None = None
+    #: Flagged abnormal (or a positive hCG): it never satisfies a look-back.
+    abnormal: bool = False
+
+
+class MedicationIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Another current medication: an RxNorm coding or a catalog medication class id."""
+
+    code: CodingIn | None = None
+    class_id: Str64 | None = None
+    started: dt.date | None = None
 
 
 class PreferencesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -62,6 +77,10 @@ class PreferencesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     )
     evidence_based_only: bool = False
     vendors: Annotated[list[Str200], _list_of_strings(0, 20, 200)] = msgspec.field(
+        default_factory=list
+    )
+    #: Complementary families asked for; only lifts ``not_requested`` (neurotransmitter).
+    request_families: Annotated[list[FamilyId], msgspec.Meta(max_length=4)] = msgspec.field(
         default_factory=list
     )
 
@@ -96,6 +115,12 @@ class RecommendationRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=T
     )
     preferences: PreferencesIn = msgspec.field(default_factory=PreferencesIn)
     as_of: dt.date | None = None
+    setting: Setting | None = None
+    therapy_started: dt.date | None = None
+    last_dose_change: dt.date | None = None
+    medications: Annotated[list[MedicationIn], msgspec.Meta(max_length=50)] = msgspec.field(
+        default_factory=list
+    )
 
 
 class CodingOut(msgspec.Struct, frozen=True):
@@ -151,6 +176,8 @@ class SuggestionOut(msgspec.Struct, frozen=True):
     cautions: list[str]
     alternatives: list[PanelOut]
     retest_days: int | None = None
+    #: True only for safety-tier essential/recommended suggestions.
+    preselected: bool = False
 
 
 class SuppressedOut(msgspec.Struct, frozen=True):
@@ -160,12 +187,19 @@ class SuppressedOut(msgspec.Struct, frozen=True):
     detail: str
     rules: list[str]
     last_tested: dt.date | None = None
+    next_due: dt.date | None = None
 
 
 class AdvisoryOut(msgspec.Struct, frozen=True):
     id: str
     text: str
     source: str
+    severity: Severity = "info"
+
+
+class IgnoredCodingOut(msgspec.Struct, frozen=True):
+    path: str
+    reason: str
 
 
 class RecommendationOut(msgspec.Struct, frozen=True):
@@ -178,6 +212,7 @@ class RecommendationOut(msgspec.Struct, frozen=True):
     suppressed: list[SuppressedOut]
     advisories: list[AdvisoryOut]
     disclaimer: str
+    ignored_codings: list[IgnoredCodingOut] = msgspec.field(default_factory=list)
 
 
 class TherapyOut(msgspec.Struct, frozen=True):

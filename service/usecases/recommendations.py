@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.domain.catalog import Catalog, Coding, Evidence, Panel
 from service.domain.context import (
+    Medication,
     Preferences,
     RecentTest,
     TherapyContext,
@@ -19,7 +20,7 @@ from service.domain.context import (
 )
 from service.domain.engine import recommend
 from service.domain.principal import Principal
-from service.domain.recommendation import Recommendation
+from service.domain.recommendation import IgnoredCoding, Recommendation
 from service.domain.vocabulary import ICD10CM, RXNORM
 from service.persistence.audit import audit_values
 from service.persistence.group_insert import GroupInserter, Staging
@@ -30,6 +31,7 @@ from service.usecases.dto import (
     AdvisoryOut,
     CodingOut,
     EvidenceOut,
+    IgnoredCodingOut,
     PanelDetailOut,
     PanelOut,
     PriceOut,
@@ -65,11 +67,20 @@ def resolve_context(
                 )
             )
     conditions: list[str] = []
+    ignored: list[IgnoredCoding] = []
     for i, coding in enumerate(request.conditions):
         if coding.system != ICD10CM:
-            errors.append(field_error(f"conditions[{i}].system", f"must be {ICD10CM}"))
+            # MAPPING.md rule 7: reported, never a rejection of the whole request.
+            ignored.append(
+                IgnoredCoding(
+                    path=f"conditions[{i}]",
+                    reason=f"only ICD-10-CM ({ICD10CM}) conditions are matched; this code "
+                    "system is not, so the condition was ignored",
+                )
+            )
         else:
             conditions.append(normalise_icd10(coding.code))
+    medications = _resolve_medications(catalog, request, errors, ignored)
     recent: list[RecentTest] = []
     for i, test in enumerate(request.recent_tests):
         if (test.code is None) == (test.panel_id is None):
@@ -89,6 +100,7 @@ def resolve_context(
                 system=test.code.system if test.code else None,
                 code=test.code.code if test.code else None,
                 panel_id=test.panel_id,
+                abnormal=test.abnormal,
             )
         )
     if errors or therapy_id is None:
@@ -101,15 +113,67 @@ def resolve_context(
         condition_codes=tuple(conditions),
         age=request.patient.age,
         pregnancy_possible=request.patient.pregnancy_possible,
+        pregnant=request.patient.pregnant,
         findings=frozenset(request.findings),
         recent_tests=tuple(recent),
         preferences=Preferences(
             exclude_specimen_types=frozenset(request.preferences.exclude_specimen_types),
             evidence_based_only=request.preferences.evidence_based_only,
             vendors=tuple(request.preferences.vendors),
+            request_families=frozenset(request.preferences.request_families),
         ),
         as_of=request.as_of,
+        setting=request.setting,
+        therapy_started=request.therapy_started,
+        last_dose_change=request.last_dose_change,
+        medications=tuple(medications),
+        ignored_codings=tuple(ignored),
     )
+
+
+def _resolve_medications(
+    catalog: Catalog,
+    request: RecommendationRequest,
+    errors: list[dict[str, Any]],
+    ignored: list[IgnoredCoding],
+) -> list[Medication]:
+    """Class ids must be known (closed vocabulary); unmapped codings are reported, not refused."""
+    found: list[Medication] = []
+    for i, med in enumerate(request.medications):
+        if (med.code is None) == (med.class_id is None):
+            errors.append(field_error(f"medications[{i}]", "give exactly one of code or class_id"))
+            continue
+        if med.class_id is not None:
+            if med.class_id not in catalog.medication_classes:
+                errors.append(
+                    field_error(
+                        f"medications[{i}].class_id",
+                        f"unknown medication class '{med.class_id}'; allowed: "
+                        + ", ".join(sorted(catalog.medication_classes)),
+                    )
+                )
+                continue
+            found.append(Medication(class_id=med.class_id, started=med.started))
+            continue
+        code = med.code
+        if code is None:  # unreachable: exactly one of code or class_id was checked above
+            continue
+        classes = catalog.class_by_coding.get((code.system, code.code), ())
+        if not classes:
+            reason = (
+                "RxNorm code not mapped to a catalog medication class"
+                if code.system == RXNORM
+                else f"code system not used for medications (labrec maps RxNorm, {RXNORM})"
+            )
+            ignored.append(
+                IgnoredCoding(
+                    path=f"medications[{i}].code",
+                    reason=reason + ": not checked for interactions or monitoring",
+                )
+            )
+            continue
+        found.extend(Medication(class_id=c, started=med.started) for c in classes)
+    return found
 
 
 def _resolve_therapy(
@@ -165,6 +229,7 @@ def present(
                 cautions=list(s.cautions),
                 alternatives=[panel_out(p) for p in s.alternatives],
                 retest_days=s.retest_days,
+                preselected=s.preselected,
             )
             for s in result.suggestions
         ],
@@ -176,11 +241,18 @@ def present(
                 detail=s.detail,
                 rules=list(s.rules),
                 last_tested=s.last_tested,
+                next_due=s.next_due,
             )
             for s in result.suppressed
         ],
-        advisories=[AdvisoryOut(id=a.id, text=a.text, source=a.source) for a in result.advisories],
+        advisories=[
+            AdvisoryOut(id=a.id, text=a.text, source=a.source, severity=a.severity)
+            for a in result.advisories
+        ],
         disclaimer=DISCLAIMER,
+        ignored_codings=[
+            IgnoredCodingOut(path=c.path, reason=c.reason) for c in result.ignored_codings
+        ],
     )
 
 

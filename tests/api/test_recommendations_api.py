@@ -69,6 +69,30 @@ async def test_same_input_same_output(api) -> None:
     assert first == second
 
 
+async def test_unmapped_codings_are_reported_not_rejected(api) -> None:
+    """MAPPING v2 rule 7 (v1 answered 422 for a SNOMED condition): ignored and listed."""
+    client, _ = api
+    body = ketamine_context(
+        conditions=[
+            {"system": "http://snomed.info/sct", "code": "35489007"},
+            {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F33.2"},
+        ],
+        medications=[
+            {"code": {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1"}},
+            {"code": {"system": "urn:oid:2.16.840.1.113883.6.69", "code": "0000-0000"}},
+        ],
+    )
+    response = await client.post("/v1/recommendations", json=body)
+    assert response.status_code == 200, response.text
+    ignored = response.json()["ignored_codings"]
+    assert [i["path"] for i in ignored] == [
+        "conditions[0]",
+        "medications[0].code",
+        "medications[1].code",
+    ]
+    assert all(i["reason"] for i in ignored)
+
+
 @pytest.mark.parametrize(
     "overrides,field,words",
     [
@@ -81,9 +105,14 @@ async def test_same_input_same_output(api) -> None:
         ({"therapy": "esketamine", "route": "iv"}, "route", "allowed: intranasal"),
         ({"therapy": "tms", "route": "oral"}, "route", "leave route out"),
         (
-            {"conditions": [{"system": "http://snomed.info/sct", "code": "1"}]},
-            "conditions[0].system",
-            "icd-10-cm",
+            {"medications": [{"class_id": "nootropic"}]},
+            "medications[0].class_id",
+            "allowed: ace_inhibitor",
+        ),
+        (
+            {"medications": [{"class_id": "nsaid", "code": {"system": "s", "code": "1"}}]},
+            "medications[0]",
+            "exactly one of code or class_id",
         ),
         (
             {"recent_tests": [{"date": "2026-01-01", "panel_id": "nope"}]},
