@@ -70,7 +70,8 @@ async def test_ketamine_order_gets_one_card_of_draft_lab_orders(cds: Cds, hook: 
     card = await _one_card(cds, hook_request(hook, prefetch=full_prefetch()))
     uuid.UUID(card["uuid"])
     assert len(card["summary"]) < 140 and card["summary"].startswith("Ketamine (racemic), baseline")
-    assert card["indicator"] == "warning"  # the ketamine vital-signs advisory applies
+    # The ketamine vital-signs advisory is routine (info); no warning or gate applies here.
+    assert card["indicator"] == "info"
     assert card["selectionBehavior"] == "any"
     assert card["source"]["topic"]["code"] == "ketamine-baseline"
     panels = _panels(card)
