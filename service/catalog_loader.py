@@ -22,9 +22,11 @@ from service.domain.catalog import (
     ConditionGroup,
     Evidence,
     Family,
+    FindingImplication,
     MedicationClass,
     Panel,
     Rule,
+    SpecimenExclusion,
     Therapy,
 )
 
@@ -38,6 +40,8 @@ _SECTIONS: Final[dict[str, tuple[str, type[msgspec.Struct]]]] = {
     "rule": ("rules", Rule),
     "advisory": ("advisories", Advisory),
     "medication_class": ("medication_classes", MedicationClass),
+    "finding_implication": ("finding_implications", FindingImplication),
+    "specimen_exclusion": ("specimen_exclusions", SpecimenExclusion),
 }
 
 DEFAULT_CATALOG_DIR: Final = Path(__file__).resolve().parent.parent / "catalog"
@@ -66,7 +70,11 @@ def load_catalog(directory: Path = DEFAULT_CATALOG_DIR) -> Catalog:
             if not isinstance(entries, list):
                 raise CatalogError(f"{path.name}: '{key}' must be an array of tables ([[{key}]])")
             for index, entry in enumerate(entries):
-                entry_id = entry.get("id", f"#{index + 1}") if isinstance(entry, dict) else index
+                entry_id = (
+                    entry.get("id", entry.get("finding", entry.get("excluded", f"#{index + 1}")))
+                    if isinstance(entry, dict)
+                    else index
+                )
                 field, entry_type = _SECTIONS[key]
                 try:
                     merged[field].append(msgspec.convert(entry, type=entry_type))

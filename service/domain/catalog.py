@@ -17,9 +17,11 @@ from service.domain.vocabulary import (
     PHASES,
     EvidenceGrade,
     Finding,
+    Flag,
     Phase,
     Priority,
     Route,
+    Setting,
     Severity,
     Sex,
     SpecimenType,
@@ -45,8 +47,15 @@ class Coding(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Specimen(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``type`` is the main specimen; ``also`` the others a multi-specimen panel needs."""
+
     type: SpecimenType
     collection: str
+    also: tuple[SpecimenType, ...] = ()
+
+    @property
+    def types(self) -> tuple[SpecimenType, ...]:
+        return (self.type, *self.also)
 
 
 class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -79,6 +88,13 @@ class Panel(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     default: bool = False
     specimen_fallback: str | None = None
     unknowns: tuple[str, ...] = ()
+    #: Orderable from any reference laboratory: a vendor preference never filters it out.
+    vendor_neutral: bool = False
+    #: A drug level: the therapy or medication class whose start/dose change makes older
+    #: results void (MAPPING.md rule 2).
+    level_of: str | None = None
+    #: A positive (``abnormal``) result in the last 30 days means a known pregnancy.
+    positive_means_pregnant: bool = False
 
     def satisfying_codings(self) -> frozenset[tuple[str, str]]:
         return frozenset((c.system, c.code) for c in (*self.codes, *self.satisfied_by))
@@ -91,6 +107,8 @@ class Family(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     tier: Tier
     exploratory: bool = False
+    #: Suggested only when the practitioner asks for the family (``request_families``).
+    on_request: bool = False
 
 
 class Evidence(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -118,6 +136,12 @@ class Therapy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     routes: tuple[Route, ...]
     codings: tuple[TherapyCoding, ...] = ()
     note: str | None = None
+    #: Settings the therapy may have; a sent setting outside them raises ``take_home_requested``.
+    settings: tuple[Setting, ...] = ("clinic_administered", "take_home")
+    #: Routes for which an absent setting means take-home (``take_home_assumed``).
+    take_home_routes: tuple[Route, ...] = ()
+    #: Medication classes whose recent start counts as a dose change (lithium: interacting drugs).
+    titration_classes: tuple[str, ...] = ()
 
 
 class MedicationClass(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -142,6 +166,8 @@ class ConditionGroup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     codes: tuple[str, ...] = ()
     prefixes: tuple[str, ...] = ()
+    #: Findings a matching condition sets (union with the findings sent).
+    findings: tuple[Finding, ...] = ()
 
     def matches(self, code: str) -> bool:
         return code in self.codes or any(code.startswith(p) for p in self.prefixes)
@@ -157,7 +183,15 @@ class When(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sex_any: tuple[Sex, ...] = ()
     age_min: int | None = None
     age_max: int | None = None
+    #: Holds when age is unknown or below this (MAPPING: "age < 55 or not given").
+    age_under_or_unknown: int | None = None
+    #: Possible and not known pregnant (MAPPING.md "Pregnancy").
     pregnancy_possible: bool | None = None
+    pregnant: bool | None = None
+    flags_any: tuple[Flag, ...] = ()
+    flags_none: tuple[Flag, ...] = ()
+    medication_classes_any: tuple[Id, ...] = ()
+    medication_classes_all: tuple[Id, ...] = ()
 
 
 class Rule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -190,9 +224,23 @@ class Advisory(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     therapies: tuple[Id, ...]
     text: str
     source: str
+    severity: Severity
     when: When = When()
     phases: tuple[Phase, ...] = ("baseline", "induction", "maintenance")
-    severity: Severity = "info"
+
+
+class FindingImplication(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A finding that also counts as others (``hypertension_uncontrolled`` -> ``hypertension``)."""
+
+    finding: Finding
+    implies: tuple[Finding, ...]
+
+
+class SpecimenExclusion(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Excluding ``excluded`` also excludes ``also_excludes`` (urine -> dried urine)."""
+
+    excluded: SpecimenType
+    also_excludes: tuple[SpecimenType, ...]
 
 
 class CatalogFiles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -206,6 +254,8 @@ class CatalogFiles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rules: tuple[Rule, ...]
     advisories: tuple[Advisory, ...]
     medication_classes: tuple[MedicationClass, ...] = ()
+    finding_implications: tuple[FindingImplication, ...] = ()
+    specimen_exclusions: tuple[SpecimenExclusion, ...] = ()
 
 
 class Catalog:
@@ -225,6 +275,12 @@ class Catalog:
             (c.system, c.code): t.id for t in files.therapies for c in t.codings
         }
         self.medication_classes = {m.id: m for m in files.medication_classes}
+        self.finding_implications: dict[str, tuple[str, ...]] = {
+            f.finding: f.implies for f in files.finding_implications
+        }
+        self.specimen_exclusions: dict[str, tuple[str, ...]] = {
+            s.excluded: s.also_excludes for s in files.specimen_exclusions
+        }
         self.class_by_coding: dict[tuple[str, str], tuple[str, ...]] = {}
         for med in files.medication_classes:
             for c in med.codings:
@@ -260,6 +316,7 @@ class Catalog:
             for phase in sorted(PHASES)
         }
         self.panel_codings = {p.id: p.satisfying_codings() for p in files.panels}
+        self.pregnancy_panels = tuple(p for p in files.panels if p.positive_means_pregnant)
         self.panels_by_family: dict[str, tuple[Panel, ...]] = {
             fam: tuple(
                 sorted(
@@ -331,11 +388,25 @@ def _check_template(origin: dict[str, str], kind: str, entry_id: str, template: 
 
 
 def _check_when(
-    origin: dict[str, str], kind: str, entry_id: str, when: When, groups: set[str]
+    origin: dict[str, str],
+    kind: str,
+    entry_id: str,
+    when: When,
+    groups: set[str],
+    classes: set[str] | None = None,
 ) -> None:
     unknown = set(when.condition_groups_any) - groups
     if unknown:
         raise _fail(origin, kind, entry_id, f"unknown condition group(s) {sorted(unknown)}")
+    unknown_classes = set(when.medication_classes_any + when.medication_classes_all) - (
+        classes or set()
+    )
+    if unknown_classes:
+        raise _fail(
+            origin, kind, entry_id, f"unknown medication class(es) {sorted(unknown_classes)}"
+        )
+    if set(when.flags_any) & set(when.flags_none):
+        raise _fail(origin, kind, entry_id, "a flag is both required and excluded")
     if when.age_min is not None and when.age_max is not None and when.age_min > when.age_max:
         raise _fail(origin, kind, entry_id, "age_min is greater than age_max")
 
@@ -440,15 +511,34 @@ def _validate(files: CatalogFiles, origin: dict[str, str]) -> None:
                 raise _fail(origin, "rule", rule.id, f"unknown evidence '{evidence_id}'")
             if evidence_id in retracted:
                 raise _fail(origin, "rule", rule.id, f"cites retracted evidence '{evidence_id}'")
-        if rule.retest_days is not None and rule.retest_days <= 0:
+        if rule.retest_days is None:
+            # MAPPING v2: every panel has a look-back; a rule without one is a contradiction.
+            cited = rule.family or ", ".join(rule.panels)
+            raise _fail(origin, "rule", rule.id, f"cites {cited} with no retest window")
+        if rule.retest_days <= 0:
             raise _fail(origin, "rule", rule.id, "retest_days must be positive")
+        tiers = {family_tier[rule.family]} if rule.family else set()
+        tiers |= {family_tier[p.family] for p in files.panels if p.id in rule.panels}
+        if "complementary" in tiers and rule.priority != "consider":
+            raise _fail(
+                origin, "rule", rule.id, "complementary panels are always 'consider' (MAPPING v2)"
+            )
         _check_template(origin, "rule", rule.id, rule.rationale)
-        _check_when(origin, "rule", rule.id, rule.when, groups)
+        _check_when(origin, "rule", rule.id, rule.when, groups, classes)
         if rule.applicable_if is not None:
-            _check_when(origin, "rule", rule.id, rule.applicable_if, groups)
+            _check_when(origin, "rule", rule.id, rule.applicable_if, groups, classes)
     for advisory in files.advisories:
         for therapy_id in advisory.therapies:
             if therapy_id not in therapies:
                 raise _fail(origin, "advisory", advisory.id, f"unknown therapy '{therapy_id}'")
         _check_template(origin, "advisory", advisory.id, advisory.text)
-        _check_when(origin, "advisory", advisory.id, advisory.when, groups)
+        _check_when(origin, "advisory", advisory.id, advisory.when, groups, classes)
+    for panel in files.panels:
+        if panel.level_of is not None and panel.level_of not in therapies | classes:
+            raise _fail(origin, "panel", panel.id, f"level_of unknown '{panel.level_of}'")
+    for therapy in files.therapies:
+        unknown_titration = set(therapy.titration_classes) - classes
+        if unknown_titration:
+            raise _fail(
+                origin, "therapy", therapy.id, f"unknown titration class(es) {unknown_titration}"
+            )

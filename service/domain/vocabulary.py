@@ -43,6 +43,7 @@ Flag = Literal[
     "first_treatment_year",
     "antipsychotic_recent",
     "pregnant",
+    "unmapped_medication",
 ]
 FamilyId = Literal["neurotransmitter", "hormone", "gi_stool", "inflammation"]
 Tier = Literal["safety", "complementary"]

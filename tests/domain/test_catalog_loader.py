@@ -48,6 +48,7 @@ def rule(**overrides: Any) -> str:
         "therapies": ["ketamine"],
         "phases": ["baseline"],
         "priority": "consider",
+        "retest_days": 90,
         "panels": ["cbc"],
         "evidence": ["clinical-convention-baseline-workup"],
         "rationale": "Extra rule for {therapy} at {phase}.",
@@ -114,24 +115,41 @@ def test_real_catalog_loads(catalog: Catalog) -> None:
         "psilocybin",
         "tms",
     }
+    # v2: the finding-setting groups (liver, urinary, substance use, ...) joined the v1 ones.
     assert set(catalog.condition_groups) == {
         "depression",
         "bipolar",
         "bipolar_depression",
+        "current_mania_mixed",
         "psychotic_features",
+        "psychotic_disorder",
         "ptsd",
         "anxiety",
         "chronic_pain",
         "migraine",
+        "liver_disease",
+        "urinary_symptoms",
+        "substance_use",
+        "hypertension",
+        "hypertension_crisis",
+        "vascular_contraindication",
+        "renal_impairment",
+        "breastfeeding",
+        "valproate_metabolic",
     }
     assert catalog.rules and catalog.files.advisories
 
 
 def test_complementary_families_have_one_default_and_alternatives(catalog: Catalog) -> None:
     complementary = {f.id for f in catalog.families.values() if f.tier == "complementary"}
-    assert complementary == COMPLEMENTARY_FAMILIES
+    # v2: homocysteine and the cardiometabolic profiles left inflammation for a family no rule
+    # suggests.
+    assert complementary == COMPLEMENTARY_FAMILIES | {"cardiometabolic"}
+    assert not any(r.family == "cardiometabolic" for r in catalog.rules.values())
     exploratory = {f.id for f in catalog.families.values() if f.exploratory}
-    assert exploratory == {"neurotransmitter", "hormone", "gi_stool"}
+    assert exploratory == {"neurotransmitter", "hormone", "gi_stool", "cardiometabolic"}
+    inflammation = {p.id for p in catalog.panels_by_family["inflammation"]}
+    assert not inflammation & {"homocysteine", "zrt-cardiometabolic", "nutripath-inflammation-profile"}
     for family in COMPLEMENTARY_FAMILIES:
         panels = catalog.panels_by_family[family]
         assert len(panels) >= 2, family
@@ -156,12 +174,14 @@ def test_complementary_escalations_come_with_the_plain_disclaimer(catalog: Catal
         base = [
             r
             for r in family_rules
-            if r.family == rule.family
-            and r.when == When()
-            and set(rule.therapies) <= set(r.therapies)
-            and set(rule.phases) <= set(r.phases)
+            if r.family == rule.family and r.when == When() and set(rule.phases) <= set(r.phases)
         ]
-        assert base, f"{rule.id} has no unconditional rule for its family"
+        covered = {t for r in base for t in r.therapies}
+        assert base and set(rule.therapies) <= covered, (
+            f"{rule.id} has no unconditional rule for its family"
+        )
+        assert rule.priority == "consider", rule.id
+        assert rule.applicable_if is not None and "minor" in rule.applicable_if.flags_none
         assert any(
             "predict or monitor response to ketamine or esketamine" in r.rationale for r in base
         ), rule.id
@@ -173,7 +193,10 @@ def test_age_in_a_template_only_where_age_is_known(catalog: Catalog) -> None:
     for entry in (*catalog.rules.values(), *catalog.files.advisories):
         text = entry.rationale if hasattr(entry, "rationale") else entry.text
         if "age" in template_fields(text):
-            assert entry.when.age_min is not None, entry.id
+            when = entry.when
+            assert (
+                when.age_min is not None or when.age_max is not None or "minor" in when.flags_any
+            ), entry.id
 
 
 def test_esketamine_codings_exclude_the_unverified_code(catalog: Catalog) -> None:
@@ -248,6 +271,47 @@ def test_unknown_condition_group(tmp_path: Path) -> None:
     bad = rule(when={"condition_groups_any": ["no_such_group"]})
     message = load_error(catalog_copy(tmp_path, bad))
     assert f"{EXTRA}: rule 'extra-rule': unknown condition group(s) ['no_such_group']" in message
+
+
+def test_rule_without_retest_window(tmp_path: Path) -> None:
+    """MAPPING v2: every panel has a look-back; the loader refuses the contradiction."""
+    extra = rule().replace("retest_days = 90\n", "")
+    message = load_error(catalog_copy(tmp_path, extra))
+    assert f"{EXTRA}: rule 'extra-rule': cites cbc with no retest window" in message
+
+
+def test_complementary_rule_above_consider(tmp_path: Path) -> None:
+    extra = rule(panels=[], family="inflammation", priority="recommended")
+    extra = extra.replace("panels = []\n", "")
+    message = load_error(catalog_copy(tmp_path, extra))
+    assert "complementary panels are always 'consider'" in message
+
+
+def test_unknown_medication_class(tmp_path: Path) -> None:
+    message = load_error(
+        catalog_copy(tmp_path, rule(when={"medication_classes_any": ["nootropic"]}))
+    )
+    assert f"{EXTRA}: rule 'extra-rule': unknown medication class(es) ['nootropic']" in message
+
+
+def test_medication_class_cycle(tmp_path: Path) -> None:
+    extra = toml_entry("medication_class", id="nsaid-loop", name="x", includes=["lithium_interacting"])
+    extra = extra.replace('id = "nsaid-loop"', 'id = "nsaid_loop"')
+    edit = {"medications.toml": ('includes = ["nsaid", ', 'includes = ["nsaid_loop", "nsaid", ')}
+    message = load_error(catalog_copy(tmp_path, extra, edits=edit))
+    assert "includes itself (a cycle)" in message
+
+
+def test_level_of_unknown(tmp_path: Path) -> None:
+    edit = {"panels-safety.toml": ('level_of = "lithium"', 'level_of = "unobtainium"')}
+    message = load_error(catalog_copy(tmp_path, edits=edit))
+    assert "panel 'lithium-level': level_of unknown 'unobtainium'" in message
+
+
+def test_advisory_needs_a_severity(tmp_path: Path) -> None:
+    edit = {"advisories.toml": ('severity = "critical"\nwhen = { condition_groups_any = ["current_mania_mixed"] }', 'when = { condition_groups_any = ["current_mania_mixed"] }')}
+    message = load_error(catalog_copy(tmp_path, edits=edit))
+    assert "advisory 'ketamine-current-mania-mixed'" in message and "severity" in message
 
 
 def test_retracted_evidence_cited(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ of "Vocabulary of a therapy context".
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import random
 import re
@@ -53,6 +54,7 @@ ALL_FINDINGS = (
     "substance_use_concern",
 )
 CONVENTIONAL_GRADES = {
+    "expert_consensus",  # v2: McIntyre 2021 and Sanacora 2017 regraded from guideline
     "regulatory_label",
     "guideline",
     "systematic_review",
@@ -119,7 +121,10 @@ def test_merge_takes_highest_priority_and_joins_rules_evidence_and_rationales(
 
 def test_merge_takes_the_shortest_retest_interval(catalog: Catalog) -> None:
     sodium = get(run(catalog, ctx("lithium", "maintenance", age=70)), SODIUM)
-    assert set(sodium.rules) == {"lithium-monitoring-labs", "lithium-monitoring-labs-older-adults"}
+    assert set(sodium.rules) == {
+        "lithium-monitoring-renal-sodium",
+        "lithium-monitoring-renal-sodium-older",
+    }
     assert sodium.retest_days == 90
     assert "Age 70" in sodium.rationale
 
@@ -128,7 +133,8 @@ def test_merged_complementary_escalation_keeps_the_associative_base_text(
     catalog: Catalog,
 ) -> None:
     crp = get(run(catalog, ctx("ssri_snri", conditions=["F33.2"])), "30522-7")
-    assert crp.priority == "recommended"
+    assert crp.priority == "consider"  # v2: complementary is always consider
+    assert not crp.preselected
     assert set(crp.rules) == {"inflammation-consider", "inflammation-ssri-snri-depression"}
     assert "no panel has been shown to predict" in crp.rationale.lower()
 
@@ -232,16 +238,24 @@ def test_unrelated_recent_test_does_not_suppress(catalog: Catalog, recent: Recen
 
 
 def test_recent_test_of_an_essential_panel_still_suppresses(catalog: Catalog) -> None:
-    rec = run(catalog, ctx("lithium", "induction", recent=[past_test(30, code=LITHIUM_LEVEL)]))
+    # v2: a stable patient in maintenance (no titration): 90-day window in the first year.
+    context = msgspec.structs.replace(
+        ctx("lithium", "maintenance", recent=[past_test(30, code=LITHIUM_LEVEL)]),
+        therapy_started=TODAY - dt.timedelta(days=200),
+    )
+    rec = run(catalog, context)
     assert find(rec, LITHIUM_LEVEL) is None
     assert reason(rec, "lithium-level") == "recently_tested"
 
 
-def test_panel_without_retest_interval_is_never_recently_tested(catalog: Catalog) -> None:
-    """MAPPING.md gives lithium baseline labs no retest interval ("—")."""
+def test_baseline_labs_have_a_look_back_too(catalog: Catalog) -> None:
+    """v2 (was: no retest interval for lithium baseline labs): every safety panel has a look-back;
+    a sodium 2 days old is not repeated."""
     rec = run(catalog, ctx("lithium", "baseline", sex="male", recent=[past_test(2, code=SODIUM)]))
-    assert get(rec, SODIUM).priority == "essential"
-    assert left_out(rec, "sodium") is None
+    assert find(rec, SODIUM) is None
+    entry = left_out(rec, "sodium")
+    assert entry is not None and entry.reason == "recently_tested"
+    assert entry.next_due == TODAY + dt.timedelta(days=28)
 
 
 # --- pregnancy_possible default -------------------------------------------------------------------
@@ -283,6 +297,7 @@ def test_left_out_reasons_are_from_the_vocabulary(sweep: list[Recommendation]) -
         "excluded_by_preference",
         "not_applicable",
         "not_indicated_in_phase",
+        "not_requested",
     }
     seen = set()
     for rec in sweep:
@@ -357,18 +372,24 @@ def test_order_of_a_concrete_vignette(catalog: Catalog) -> None:
         catalog,
         ctx("ketamine", conditions=["F33.2"], findings=["urinary_symptoms", "gi_symptoms"]),
     )
+    # v2: the conventional GI work-up and urinary work-up join; complementary all consider;
+    # neurotransmitter only on request.
     assert [s.panel.id for s in rec.suggestions] == [
         "hcg-urine",  # Pregnancy test ... (essential)
         "urinalysis",  # Urinalysis, complete (essential with urinary_symptoms)
+        "celiac-serology",  # Celiac serology (recommended with gi_symptoms)
+        "creatinine-egfr",  # Creatinine with eGFR (recommended with urinary_symptoms)
         "hepatic-function-panel",  # Hepatic function panel (recommended)
+        "urine-culture",  # Urine culture (recommended with urinary_symptoms)
         "urine-drug-screen",  # Urine drug screen (recommended)
         "cbc",  # Complete blood count (consider)
+        "fecal-calprotectin",  # Fecal calprotectin (consider)
         "tsh",  # Thyroid-stimulating hormone (consider)
-        "gi-map",  # GI-MAP (recommended with gi_symptoms)
         "dutch-complete",  # DUTCH Complete (consider)
+        "gi-map",  # GI-MAP (consider)
         "hs-crp",  # High-sensitivity CRP (consider)
-        "zrt-neurotransmitter",  # ZRT Neurotransmitter panel (consider)
     ]
+    assert reason(rec, "zrt-neurotransmitter") == "not_requested"
 
 
 # --- 7. determinism and catalog version -----------------------------------------------------------
