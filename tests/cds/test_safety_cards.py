@@ -16,9 +16,11 @@ import uuid
 from typing import Any
 
 import msgspec
+from sqlalchemy import select
 
 from service.cds.cards import build_cards
 from service.cds.wire import CardsResponse, HookCall
+from service.persistence.cds_models import CdsCard, CdsFeedback
 from service.persistence.models import StoredRecommendation
 from service.usecases.dto import RecommendationOut
 from tests.cds.checker import check_response
@@ -180,3 +182,48 @@ async def test_hook_card_recommends_exactly_the_preselected_panels(cds: Cds) -> 
             assert not preselected[name]
             assert not ORDER_WORD.search(suggestion["label"]), suggestion["label"]
     assert dt.date.fromisoformat(result["as_of"]) <= dt.date.today()
+
+
+async def test_current_mania_with_a_ketamine_order_is_a_critical_card_the_ehr_can_override(
+    cds: Cds,
+) -> None:
+    """Through the service: F31.2 (bipolar, current manic episode with psychotic features) with a
+    ketamine order. The gate is the first card, critical; the labs stay on a warning card; an
+    override of the gate is stored like any other card's."""
+    body = hook_request(prefetch=full_prefetch(conditions=("F31.2",)))
+    response = await cds.call(body)
+    assert response.status_code == 200, response.text
+    assert check_response(response.json()) == []
+    cards = response.json()["cards"]
+    indicators = [c["indicator"] for c in cards]
+    gates = indicators.count("critical")
+    assert gates >= 1 and indicators[:gates] == ["critical"] * gates  # gates come first
+    gate, panels = cards[0], cards[-1]
+    assert panels["indicator"] == "warning" and panels["suggestions"]
+    assert len(gate["summary"]) < 140 and gate["summary"].startswith("Ketamine (racemic): ")
+    assert "manic" in gate["summary"]
+    assert "see the critical card" in panels["detail"]
+    async with cds.container.sessions() as session:
+        issued = await session.get(CdsCard, gate["uuid"])
+        assert issued is not None
+        stored = await session.get(StoredRecommendation, issued.recommendation_id)
+        assert stored is not None
+    critical = [a["text"] for a in stored.result["advisories"] if a["severity"] == "critical"]
+    assert len(critical) == gates
+    assert any(text in gate["detail"] for text in critical)
+    assert not any(text in panels["detail"] for text in critical)
+
+    override = {
+        "feedback": [
+            {
+                "card": gate["uuid"],
+                "outcome": "overridden",
+                "overrideReason": {"reason": gate["overrideReasons"][0]},
+                "outcomeTimestamp": "2026-12-01T10:00:00Z",
+            }
+        ]
+    }
+    assert (await cds.feedback("labrec-order-select", override)).status_code == 200
+    async with cds.container.sessions() as session:
+        rows = (await session.scalars(select(CdsFeedback))).all()
+    assert [(r.card_uuid, r.outcome) for r in rows] == [(gate["uuid"], "overridden")]
