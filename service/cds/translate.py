@@ -22,19 +22,21 @@ import msgspec
 
 from service.cds.fhir_read import (
     TherapyOrder,
-    icd10_codes,
+    codings,
+    parse_date,
     patient_sex_age,
     recent_lab_codings,
     therapy_orders,
 )
 from service.cds.prefetch import Slot
 from service.domain.catalog import Catalog
-from service.domain.vocabulary import ICD10CM, Phase, Route
+from service.domain.vocabulary import ICD10CM, RXNORM, Phase, Route
 from service.usecases.dto import RecommendationRequest
 
 INDUCTION_DAYS: Final = 182
 _MAX_CONDITIONS: Final = 50
 _MAX_TESTS: Final = 100
+_MAX_MEDICATIONS: Final = 50
 _LABELS: Final = {
     "patient": "patient sex and birth date",
     "conditions": "active conditions",
@@ -77,7 +79,10 @@ def translate(
     patient = resources(slots.get("patient"))
     patient_resource = next((r for r in patient if r.get("resourceType") == "Patient"), None)
     sex, age = patient_sex_age(patient_resource, today)
-    conditions = icd10_codes(resources(slots.get("conditions")))[:_MAX_CONDITIONS]
+    conditions = condition_codings(resources(slots.get("conditions")))[:_MAX_CONDITIONS]
+    medications = other_medications(catalog, therapy, draft, resources(slots.get("medications")))[
+        :_MAX_MEDICATIONS
+    ]
     tests = recent_lab_codings(
         (*resources(slots.get("labs")), *resources(slots.get("labOrders"))), today
     )
@@ -87,7 +92,10 @@ def translate(
         "therapy": therapy,
         "phase": phase,
         "patient": {"sex": sex} if age is None else {"sex": sex, "age": age},
-        "conditions": [{"system": ICD10CM, "code": code} for code in conditions],
+        # Every active problem goes in: ICD-10-CM ones match the condition groups (and derive
+        # findings), others come back in ``ignored_codings`` (MAPPING v2 rule 7).
+        "conditions": [{"system": system, "code": code} for system, code in conditions],
+        "medications": medications,
         "recent_tests": [
             {"date": when, "code": {"system": system, "code": code}}
             for system, code, when in tests[:_MAX_TESTS]
@@ -95,6 +103,9 @@ def translate(
     }
     if route is not None:
         payload["route"] = route
+    started = _therapy_started(therapy, draft, active)
+    if phase != "baseline" and started is not None and started <= today:
+        payload["therapy_started"] = started.isoformat()
     notes = [phase_note, *_data_notes(slots)]
     if patient_resource is None or sex == "unknown":
         notes.append("The patient's sex is unknown to labrec, so pregnancy is treated as possible.")
@@ -106,6 +117,80 @@ def translate(
         phase=phase,
         notes=tuple(notes),
     )
+
+
+def condition_codings(items: tuple[dict[str, Any], ...]) -> list[tuple[str, str]]:
+    """(system, code) per active Condition: its ICD-10-CM coding when it has one, else its first
+    coding (SNOMED CT and others are reported as ignored, never a rejection)."""
+    found: dict[tuple[str, str], None] = {}
+    for resource in items:
+        if resource.get("resourceType") != "Condition" or not _is_active_condition(resource):
+            continue
+        pairs = [
+            (system, code)
+            for system, code in codings(resource.get("code"))
+            if 0 < len(code) <= 64 and 0 < len(system) <= 200
+        ]
+        icd = [pair for pair in pairs if pair[0] == ICD10CM and len(pair[1]) <= 16]
+        chosen = icd[0] if icd else (pairs[0] if pairs else None)
+        if chosen is not None:
+            found[chosen] = None
+    return list(found)
+
+
+def _is_active_condition(resource: dict[str, Any]) -> bool:
+    clinical = [code for _, code in codings(resource.get("clinicalStatus"))]
+    if clinical and not {"active", "recurrence", "relapse"} & set(clinical):
+        return False
+    verification = {code for _, code in codings(resource.get("verificationStatus"))}
+    return not verification & {"refuted", "entered-in-error"}
+
+
+def other_medications(
+    catalog: Catalog,
+    therapy: str,
+    draft: TherapyOrder | None,
+    items: tuple[dict[str, Any], ...],
+) -> list[dict[str, Any]]:
+    """The patient's other active medications as RxNorm codings (or their first coding), with the
+    order date as ``started``; the catalog maps them to medication classes, or reports them."""
+    found: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for resource in items:
+        if resource.get("resourceType") != "MedicationRequest":
+            continue
+        if resource.get("status") not in (None, "active", "on-hold"):
+            continue
+        if draft is not None and draft.resource_id and resource.get("id") == draft.resource_id:
+            continue
+        pairs = [
+            (system, code)
+            for system, code in codings(resource.get("medicationCodeableConcept"))
+            if 0 < len(code) <= 64 and 0 < len(system) <= 200
+        ]
+        if any(catalog.therapy_by_coding.get(pair) == therapy for pair in pairs):
+            continue  # the therapy in context itself
+        rxnorm = [pair for pair in pairs if pair[0] == RXNORM]
+        mapped = [pair for pair in rxnorm if pair in catalog.class_by_coding]
+        chosen = next(iter(mapped or rxnorm or pairs), None)
+        if chosen is None or chosen in seen:
+            continue
+        seen.add(chosen)
+        entry: dict[str, Any] = {"code": {"system": chosen[0], "code": chosen[1]}}
+        authored = parse_date(resource.get("authoredOn"))
+        if authored is not None:
+            entry["started"] = authored.isoformat()
+        found.append(entry)
+    return found
+
+
+def _therapy_started(
+    therapy: str, draft: TherapyOrder | None, active: list[TherapyOrder]
+) -> dt.date | None:
+    dates = [o.authored for o in active if o.therapy == therapy and o.authored is not None]
+    if draft is not None and not draft.is_new and draft.authored is not None:
+        dates.append(draft.authored)
+    return min(dates, default=None)
 
 
 def decide_phase(

@@ -146,6 +146,8 @@ class PanelOut(msgspec.Struct, frozen=True):
     specimen_collection: str
     turnaround: str | None = None
     price: PriceOut | None = None
+    #: Every specimen type the panel needs (``specimen`` is the main one).
+    specimen_types: list[SpecimenType] = msgspec.field(default_factory=list)
 
 
 class PanelDetailOut(PanelOut, frozen=True):

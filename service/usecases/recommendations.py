@@ -91,7 +91,8 @@ def resolve_context(
                 field_error(f"recent_tests[{i}].panel_id", f"unknown panel '{test.panel_id}'")
             )
             continue
-        if test.date > (request.as_of or today):
+        if test.date > today:
+            # A date after ``as_of`` (but not after today) counts as ``as_of`` (MAPPING v2).
             errors.append(field_error(f"recent_tests[{i}].date", "is in the future"))
             continue
         recent.append(
@@ -276,6 +277,7 @@ def panel_out(panel: Panel) -> PanelOut:
         vendor=panel.vendor,
         specimen=panel.specimen.type,
         specimen_collection=panel.specimen.collection,
+        specimen_types=list(panel.specimen.types),
         turnaround=panel.turnaround,
         price=msgspec.convert(msgspec.to_builtins(panel.price), PriceOut) if panel.price else None,
     )

@@ -11,9 +11,9 @@ import datetime as dt
 from collections.abc import Iterable
 
 from service.domain.catalog import Catalog
-from service.domain.context import Preferences, RecentTest, TherapyContext
+from service.domain.context import Medication, Preferences, RecentTest, TherapyContext
 from service.domain.engine import recommend
-from service.domain.recommendation import Recommendation, Suggestion, Suppressed
+from service.domain.recommendation import IgnoredCoding, Recommendation, Suggestion, Suppressed
 from service.domain.vocabulary import LOINC
 
 TODAY = dt.date(2025, 6, 2)
@@ -35,6 +35,20 @@ SODIUM = "2951-2"
 CALCIUM = "17861-6"
 LITHIUM_LEVEL = "14334-7"
 HS_CRP = "30522-7"
+# v2 panels
+BMP = "24321-2"
+URINE_CULTURE = "630-4"
+TTG_IGA = "46128-5"
+CALPROTECTIN = "38445-3"
+TESTOSTERONE = "2986-8"
+FSH = "15067-2"
+PROLACTIN = "2842-3"
+FERRITIN = "2276-4"
+B12 = "2132-9"
+VALPROATE_LEVEL = "4086-5"
+HBA1C = "4548-4"
+LIPIDS = "24331-1"
+COAGULATION = "pt-inr"  # local code until a LOINC is verified
 
 THERAPIES = ("ketamine", "esketamine", "lithium", "valproate", "ssri_snri", "psilocybin", "tms")
 PHASES = ("baseline", "induction", "maintenance")
@@ -55,8 +69,19 @@ def ctx(
     vendors: Iterable[str] = (),
     pregnancy_possible: bool | None = None,
     route: str | None = None,
+    pregnant: bool | None = None,
+    setting: str | None = None,
+    started_days_ago: int | None = None,
+    dose_change_days_ago: int | None = None,
+    medications: Iterable[tuple[str, int | None]] = (),
+    request_families: Iterable[str] = (),
+    ignored: Iterable[str] = (),
 ) -> TherapyContext:
-    """A resolved therapy context; defaults to a 34-year-old woman at ketamine baseline."""
+    """A resolved therapy context; defaults to a 34-year-old woman at ketamine baseline.
+
+    ``medications`` are (class id, days since started or None); ``ignored`` are paths of
+    codings the edge could not map.
+    """
     return TherapyContext(
         therapy=therapy,
         phase=phase,  # type: ignore[arg-type]
@@ -71,12 +96,28 @@ def ctx(
             exclude_specimen_types=frozenset(exclude),  # type: ignore[arg-type]
             evidence_based_only=evidence_based_only,
             vendors=tuple(vendors),
+            request_families=frozenset(request_families),  # type: ignore[arg-type]
         ),
+        pregnant=pregnant,
+        setting=setting,  # type: ignore[arg-type]
+        therapy_started=_ago(started_days_ago),
+        last_dose_change=_ago(dose_change_days_ago),
+        medications=tuple(Medication(class_id=c, started=_ago(days)) for c, days in medications),
+        ignored_codings=tuple(IgnoredCoding(path=p, reason="unmapped") for p in ignored),
     )
 
 
+def _ago(days: int | None) -> dt.date | None:
+    return None if days is None else TODAY - dt.timedelta(days=days)
+
+
 def past_test(
-    days_ago: int, *, code: str | None = None, panel: str | None = None, system: str = LOINC
+    days_ago: int,
+    *,
+    code: str | None = None,
+    panel: str | None = None,
+    system: str = LOINC,
+    abnormal: bool = False,
 ) -> RecentTest:
     """A test done ``days_ago`` days before TODAY, named by a coding or by a panel id."""
     return RecentTest(
@@ -84,7 +125,13 @@ def past_test(
         system=system if code is not None else None,
         code=code,
         panel_id=panel,
+        abnormal=abnormal,
     )
+
+
+def severity_of(rec: Recommendation, advisory_id: str) -> str | None:
+    found = [a.severity for a in rec.advisories if a.id == advisory_id]
+    return found[0] if found else None
 
 
 def run(catalog: Catalog, context: TherapyContext) -> Recommendation:

@@ -149,7 +149,11 @@ def test_complementary_families_have_one_default_and_alternatives(catalog: Catal
     exploratory = {f.id for f in catalog.families.values() if f.exploratory}
     assert exploratory == {"neurotransmitter", "hormone", "gi_stool", "cardiometabolic"}
     inflammation = {p.id for p in catalog.panels_by_family["inflammation"]}
-    assert not inflammation & {"homocysteine", "zrt-cardiometabolic", "nutripath-inflammation-profile"}
+    assert not inflammation & {
+        "homocysteine",
+        "zrt-cardiometabolic",
+        "nutripath-inflammation-profile",
+    }
     for family in COMPLEMENTARY_FAMILIES:
         panels = catalog.panels_by_family[family]
         assert len(panels) >= 2, family
@@ -295,7 +299,9 @@ def test_unknown_medication_class(tmp_path: Path) -> None:
 
 
 def test_medication_class_cycle(tmp_path: Path) -> None:
-    extra = toml_entry("medication_class", id="nsaid-loop", name="x", includes=["lithium_interacting"])
+    extra = toml_entry(
+        "medication_class", id="nsaid-loop", name="x", includes=["lithium_interacting"]
+    )
     extra = extra.replace('id = "nsaid-loop"', 'id = "nsaid_loop"')
     edit = {"medications.toml": ('includes = ["nsaid", ', 'includes = ["nsaid_loop", "nsaid", ')}
     message = load_error(catalog_copy(tmp_path, extra, edits=edit))
@@ -309,7 +315,12 @@ def test_level_of_unknown(tmp_path: Path) -> None:
 
 
 def test_advisory_needs_a_severity(tmp_path: Path) -> None:
-    edit = {"advisories.toml": ('severity = "critical"\nwhen = { condition_groups_any = ["current_mania_mixed"] }', 'when = { condition_groups_any = ["current_mania_mixed"] }')}
+    edit = {
+        "advisories.toml": (
+            'severity = "critical"\nwhen = { condition_groups_any = ["current_mania_mixed"] }',
+            'when = { condition_groups_any = ["current_mania_mixed"] }',
+        )
+    }
     message = load_error(catalog_copy(tmp_path, edits=edit))
     assert "advisory 'ketamine-current-mania-mixed'" in message and "severity" in message
 

@@ -1,5 +1,9 @@
-"""Advisories (not labs): every bullet of MAPPING.md "Advisories", present when it should be and
-absent when it should not.
+"""Advisories and safety gates (MAPPING.md v2): one test per row, with its severity, present when
+it should be and absent when it should not; critical first.
+
+Rewritten for v2. The v1 file encoded: no severity, no gates for mania/psychotic disorder, vascular
+disease, uncontrolled hypertension, minors, co-medications or take-home use, and the
+pregnancy-possible advisory only for esketamine.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ import pytest
 
 from service.catalog_loader import load_catalog
 from service.domain.catalog import Catalog
-from tests.domain.builders import PHASES, advisory_ids, ctx, run
+from service.domain.vocabulary import SEVERITY_RANK
+from tests.domain.builders import PHASES, advisory_ids, ctx, run, severity_of
 
+KETAMINES = ("ketamine", "esketamine")
 ESKETAMINE_ALWAYS = {
     "esketamine-blood-pressure",
     "esketamine-rems-observation",
@@ -29,262 +35,330 @@ def ids(catalog: Catalog, therapy: str, phase: str = "baseline", **kw: Any) -> s
     return advisory_ids(run(catalog, ctx(therapy, phase, **kw)))
 
 
-# --- the full set for plain contexts --------------------------------------------------------------
+def sev(
+    catalog: Catalog, advisory: str, therapy: str, phase: str = "baseline", **kw: Any
+) -> str | None:
+    return severity_of(run(catalog, ctx(therapy, phase, **kw)), advisory)
 
 
-@pytest.mark.parametrize("phase", PHASES)
+# --- plain contexts ---------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize(
     "therapy,patient,expected",
     [
-        ("ketamine", {"sex": "male", "age": 40}, {"ketamine-vital-signs"}),
+        ("ketamine", {"sex": "male", "age": 40, "route": "iv"}, {"ketamine-vital-signs"}),
         ("esketamine", {"sex": "male", "age": 40}, ESKETAMINE_ALWAYS),
-        ("esketamine", {"sex": "female", "age": 30}, ESKETAMINE_ALWAYS | {"esketamine-pregnancy"}),
-        ("lithium", {"sex": "male", "age": 40}, {"lithium-levels-toxicity-interactions"}),
         (
             "lithium",
-            {"sex": "female", "age": 30},
-            {"lithium-levels-toxicity-interactions", "lithium-pregnancy"},
+            {"sex": "male", "age": 40},
+            {"lithium-levels-toxicity-interactions", "lithium-baseline-weight-ecg"},
         ),
-        ("valproate", {"sex": "male", "age": 40}, {"valproate-pancreatitis-hyperammonaemia"}),
-        (
-            "valproate",
-            {"sex": "female", "age": 30},
-            {"valproate-pancreatitis-hyperammonaemia", "valproate-pregnancy"},
-        ),
+        ("valproate", {"sex": "male", "age": 60}, {"valproate-pancreatitis-hyperammonaemia"}),
         ("ssri_snri", {"sex": "female", "age": 40}, set()),
-        ("ssri_snri", {"sex": "female", "age": 70}, {"ssri-snri-older-sodium"}),
         ("psilocybin", {"sex": "female", "age": 30}, {"psilocybin-investigational"}),
         ("tms", {"sex": "female", "age": 30}, set()),
     ],
 )
-def test_advisories_of_a_plain_context(
-    catalog: Catalog, therapy: str, phase: str, patient: dict[str, Any], expected: set[str]
+def test_advisories_of_a_plain_baseline_context(
+    catalog: Catalog, therapy: str, patient: dict[str, Any], expected: set[str]
 ) -> None:
-    assert ids(catalog, therapy, phase, **patient) == expected
+    assert ids(catalog, therapy, "baseline", **patient) == expected
 
 
-def test_every_advisory_has_id_text_and_source(catalog: Catalog) -> None:
+def test_every_advisory_has_id_text_source_and_severity(catalog: Catalog) -> None:
     rec = run(
         catalog,
-        ctx("esketamine", conditions=["F31.5"], findings=["hypertension", "liver_disease"]),
+        ctx("esketamine", conditions=["F31.2", "I16.0"], findings=["liver_disease"], age=16),
     )
     assert len(rec.advisories) >= 8
     for note in rec.advisories:
         assert note.id and note.text.strip() and note.source.strip()
+        assert note.severity in ("info", "warning", "critical")
         assert "{" not in note.text, "unfilled template field"
+    ranks = [SEVERITY_RANK[a.severity] for a in rec.advisories]
+    assert ranks == sorted(ranks), "critical first, then warning, then info"
 
 
-# --- ketamine: vital signs ------------------------------------------------------------------------
+# --- (es)ketamine gates ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("phase", PHASES)
-def test_ketamine_vital_signs(catalog: Catalog, phase: str) -> None:
-    text = {a.id: a.text for a in run(catalog, ctx("ketamine", phase)).advisories}[
-        "ketamine-vital-signs"
-    ]
-    for word in ("blood pressure", "heart rate", "oxygen saturation"):
-        assert word in text.lower()
+@pytest.mark.parametrize("therapy", KETAMINES)
+@pytest.mark.parametrize("code", ["F31.2", "F31.13", "F30.11", "F31.61", "F31.0", "F30.9"])
+def test_current_mania_or_mixed_is_critical(catalog: Catalog, therapy: str, code: str) -> None:
+    """Worst output #2: IV ketamine in a current manic episode with psychotic features."""
+    rec = run(catalog, ctx(therapy, conditions=[code], route=None))
+    assert severity_of(rec, "ketamine-current-mania-mixed") == "critical"
+    assert rec.advisories[0].severity == "critical"
+    assert rec.suggestions, "gates never remove labs"
 
 
-# --- esketamine, every context --------------------------------------------------------------------
+@pytest.mark.parametrize("code", ["F30.3", "F30.4", "F31.71", "F31.32"])
+def test_remission_or_depression_is_not_the_mania_gate(catalog: Catalog, code: str) -> None:
+    assert "ketamine-current-mania-mixed" not in ids(catalog, "ketamine", conditions=[code])
 
 
-@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("therapy", KETAMINES)
+@pytest.mark.parametrize("code", ["F20.9", "F25.0", "F22", "F29"])
+def test_primary_psychotic_disorder_is_critical(catalog: Catalog, therapy: str, code: str) -> None:
+    assert sev(catalog, "ketamine-psychotic-disorder", therapy, conditions=[code]) == "critical"
+
+
+@pytest.mark.parametrize("therapy", KETAMINES)
+@pytest.mark.parametrize("code", ["F33.3", "F32.3", "F31.5", "F21"])
+def test_psychotic_features_warning(catalog: Catalog, therapy: str, code: str) -> None:
+    assert sev(catalog, "esketamine-psychotic-features", therapy, conditions=[code]) == "warning"
+
+
+@pytest.mark.parametrize("therapy", KETAMINES)
+def test_bipolar_warning(catalog: Catalog, therapy: str) -> None:
+    assert sev(catalog, "ketamine-esketamine-bipolar", therapy, conditions=["F31.81"]) == "warning"
+
+
+@pytest.mark.parametrize("therapy", KETAMINES)
 @pytest.mark.parametrize(
-    "patient",
+    "kw",
     [
-        {"sex": "male", "age": 70},
-        {"sex": "female", "age": 25, "findings": ["hypertension", "liver_disease"]},
-        {"sex": "unknown", "age": None, "conditions": ["F33.3", "F31.31"]},
-        {"sex": "other", "age": 50, "evidence_based_only": True, "exclude": ["urine"]},
+        {"findings": ["vascular_contraindication"]},
+        {"conditions": ["I67.1"]},
+        {"conditions": ["Q28.2"]},
     ],
-    ids=["male-70", "findings", "conditions", "preferences"],
+    ids=["finding", "I67.1", "Q28.2"],
 )
-def test_esketamine_advisories_in_every_context(
-    catalog: Catalog, phase: str, patient: dict[str, Any]
+def test_vascular_contraindication_critical(catalog: Catalog, therapy: str, kw: dict) -> None:  # type: ignore[type-arg]
+    assert sev(catalog, "ketamine-vascular-contraindication", therapy, **kw) == "critical"
+
+
+@pytest.mark.parametrize("therapy", KETAMINES)
+@pytest.mark.parametrize(
+    "kw",
+    [{"findings": ["hypertension_uncontrolled"]}, {"conditions": ["I16.1"]}],
+    ids=["sent", "I16"],
+)
+def test_uncontrolled_hypertension_critical_and_counts_as_hypertension(
+    catalog: Catalog,
+    therapy: str,
+    kw: dict,  # type: ignore[type-arg]
 ) -> None:
-    assert ids(catalog, "esketamine", phase, **patient) >= ESKETAMINE_ALWAYS
+    rec = run(catalog, ctx(therapy, **kw))
+    assert severity_of(rec, "ketamine-hypertension-uncontrolled") == "critical"
+    assert severity_of(rec, "ketamine-esketamine-hypertension") == "warning"
 
 
-def test_esketamine_advisory_content(catalog: Catalog) -> None:
-    text = {a.id: a.text.lower() for a in run(catalog, ctx("esketamine")).advisories}
-    assert "40 minutes" in text["esketamine-blood-pressure"]
-    assert "blood pressure" in text["esketamine-blood-pressure"]
-    rems = text["esketamine-rems-observation"]
-    assert "2 hours" in rems and "rems" in rems and "pulse oximetry" in rems
-    assert "respiratory depression" in rems
-    assert "next day" in text["esketamine-no-driving"]
-    contraindications = text["esketamine-contraindications"]
-    for phrase in ("aneurysmal vascular disease", "arteriovenous malformation", "intracerebral"):
-        assert phrase in contraindications
-
-
-# --- ketamine, esketamine with a finding or condition ---------------------------------------------
-
-
-@pytest.mark.parametrize("therapy", ["ketamine", "esketamine"])
+@pytest.mark.parametrize("therapy", KETAMINES)
 @pytest.mark.parametrize("phase", PHASES)
-def test_hypertension(catalog: Catalog, therapy: str, phase: str) -> None:
-    advisory = "ketamine-esketamine-hypertension"
-    rec = run(catalog, ctx(therapy, phase, findings=["hypertension"]))
-    text = {a.id: a.text.lower() for a in rec.advisories}[advisory]
-    assert "blood pressure" in text and "control before dosing" in text
-    assert advisory not in ids(catalog, therapy, phase, findings=["liver_disease"])
-
-
-@pytest.mark.parametrize("therapy", ["lithium", "valproate", "ssri_snri", "tms", "psilocybin"])
-def test_hypertension_advisory_only_for_ketamines(catalog: Catalog, therapy: str) -> None:
-    assert "ketamine-esketamine-hypertension" not in ids(
-        catalog, therapy, findings=["hypertension"]
+def test_hypertension_warning_from_code_or_finding(
+    catalog: Catalog, therapy: str, phase: str
+) -> None:
+    assert (
+        sev(catalog, "ketamine-esketamine-hypertension", therapy, phase, conditions=["I10"])
+        == "warning"
+    )
+    assert "ketamine-hypertension-uncontrolled" not in ids(
+        catalog, therapy, phase, conditions=["I10"]
     )
 
 
-@pytest.mark.parametrize("therapy", ["ketamine", "esketamine"])
+@pytest.mark.parametrize("therapy", KETAMINES)
 @pytest.mark.parametrize(
-    "condition,expected",
-    [("F31.9", True), ("F31.31", True), ("F31.0", True), ("F33.2", False), ("F41.1", False)],
-)
-def test_bipolar_manic_switch(
-    catalog: Catalog, therapy: str, condition: str, expected: bool
-) -> None:
-    found = "ketamine-esketamine-bipolar" in ids(catalog, therapy, conditions=[condition])
-    assert found is expected
-
-
-def test_bipolar_advisory_mentions_mood_stabiliser_monitoring(catalog: Catalog) -> None:
-    rec = run(catalog, ctx("ketamine", conditions=["F31.9"]))
-    text = {a.id: a.text.lower() for a in rec.advisories}["ketamine-esketamine-bipolar"]
-    assert "mania" in text and "mood-stabiliser" in text
-
-
-@pytest.mark.parametrize(
-    "therapy,condition,expected",
+    "cls,advisory",
     [
-        ("esketamine", "F33.3", True),
-        ("esketamine", "F32.3", True),
-        ("esketamine", "F31.5", True),
-        ("esketamine", "F33.2", False),
-        ("esketamine", "F31.31", False),
-        ("ketamine", "F33.3", False),
+        ("maoi", "ketamine-maoi-psychostimulant"),
+        ("psychostimulant", "ketamine-maoi-psychostimulant"),
+        ("benzodiazepine", "ketamine-cns-depressant"),
+        ("opioid", "ketamine-cns-depressant"),
     ],
 )
-def test_esketamine_psychotic_features(
-    catalog: Catalog, therapy: str, condition: str, expected: bool
-) -> None:
-    found = "esketamine-psychotic-features" in ids(catalog, therapy, conditions=[condition])
-    assert found is expected
+def test_co_medication_warnings(catalog: Catalog, therapy: str, cls: str, advisory: str) -> None:
+    assert sev(catalog, advisory, therapy, medications=[(cls, None)]) == "warning"
+
+
+@pytest.mark.parametrize("therapy", KETAMINES)
+def test_substance_use_warning_from_code(catalog: Catalog, therapy: str) -> None:
+    assert sev(catalog, "ketamine-substance-use", therapy, conditions=["F14.20"]) == "warning"
+    assert "ketamine-substance-use" not in ids(catalog, therapy, conditions=["F17.210"])
 
 
 @pytest.mark.parametrize(
-    "therapy,advisory",
-    [("esketamine", "esketamine-liver-disease"), ("valproate", "valproate-liver-disease")],
+    "therapy,advisory", [("ketamine", "ketamine-minor"), ("esketamine", "esketamine-minor")]
 )
-@pytest.mark.parametrize("phase", PHASES)
-def test_liver_disease(catalog: Catalog, therapy: str, advisory: str, phase: str) -> None:
-    assert advisory in ids(catalog, therapy, phase, findings=["liver_disease"])
-    assert advisory not in ids(catalog, therapy, phase, findings=["hypertension"])
+def test_minor_warning(catalog: Catalog, therapy: str, advisory: str) -> None:
+    """Worst output #3: a 16-year-old got no advisory about age."""
+    assert sev(catalog, advisory, therapy, age=16) == "warning"
+    assert advisory not in ids(catalog, therapy, age=18)
+    assert advisory not in ids(catalog, therapy, age=None)
 
 
-@pytest.mark.parametrize("therapy", ["ketamine", "lithium", "ssri_snri"])
-def test_no_liver_disease_advisory_for_other_therapies(catalog: Catalog, therapy: str) -> None:
-    found = ids(catalog, therapy, findings=["liver_disease"])
-    assert not {"esketamine-liver-disease", "valproate-liver-disease"} & found
+@pytest.mark.parametrize("therapy", KETAMINES)
+def test_pregnancy_rows(catalog: Catalog, therapy: str) -> None:
+    assert sev(catalog, "esketamine-pregnancy", therapy) == "warning"
+    assert sev(catalog, "ketamine-pregnant", therapy, pregnant=True) == "warning"
+    assert "esketamine-pregnancy" not in ids(catalog, therapy, pregnant=True)
+    assert sev(catalog, "ketamine-breastfeeding", therapy, conditions=["Z39.1"]) == "warning"
+    assert "esketamine-pregnancy" not in ids(catalog, therapy, sex="male")
 
 
-def test_valproate_liver_disease_says_contraindicated(catalog: Catalog) -> None:
-    rec = run(catalog, ctx("valproate", findings=["liver_disease"]))
-    assert "contraindicated" in {a.id: a.text for a in rec.advisories}["valproate-liver-disease"]
+@pytest.mark.parametrize("phase", ["induction", "maintenance"])
+@pytest.mark.parametrize("therapy", KETAMINES)
+def test_urinary_symptoms_each_visit_info(catalog: Catalog, therapy: str, phase: str) -> None:
+    assert sev(catalog, "ketamine-urinary-each-visit", therapy, phase) == "info"
+    assert "ketamine-urinary-each-visit" not in ids(catalog, therapy, "baseline")
 
 
-# --- pregnancy possible ---------------------------------------------------------------------------
-
-
-PREGNANCY_ADVISORY = {
-    "esketamine": "esketamine-pregnancy",
-    "valproate": "valproate-pregnancy",
-    "lithium": "lithium-pregnancy",
-}
-
-
-@pytest.mark.parametrize("therapy", sorted(PREGNANCY_ADVISORY))
-@pytest.mark.parametrize("phase", PHASES)
-@pytest.mark.parametrize(
-    "patient,expected",
-    [
-        ({"sex": "female", "age": 30}, True),
-        ({"sex": "unknown", "age": None}, True),
-        ({"sex": "male", "age": 30, "pregnancy_possible": True}, True),
-        ({"sex": "male", "age": 30}, False),
-        ({"sex": "female", "age": 60}, False),
-        ({"sex": "female", "age": 30, "pregnancy_possible": False}, False),
-    ],
-    ids=["female-30", "unknown", "stated-possible", "male", "female-60", "stated-not-possible"],
-)
-def test_pregnancy_advisory(
-    catalog: Catalog, therapy: str, phase: str, patient: dict[str, Any], expected: bool
-) -> None:
-    found = PREGNANCY_ADVISORY[therapy] in ids(catalog, therapy, phase, **patient)
-    assert found is expected
-
-
-@pytest.mark.parametrize("therapy", ["ketamine", "ssri_snri", "tms", "psilocybin"])
-def test_no_pregnancy_advisory_for_other_therapies(catalog: Catalog, therapy: str) -> None:
-    assert not set(PREGNANCY_ADVISORY.values()) & ids(catalog, therapy, sex="female", age=30)
-
-
-def test_pregnancy_advisories_counsel_contraception(catalog: Catalog) -> None:
-    for therapy, advisory in PREGNANCY_ADVISORY.items():
-        rec = run(catalog, ctx(therapy, sex="female", age=30))
-        assert "contraception" in {a.id: a.text for a in rec.advisories}[advisory]
-
-
-@pytest.mark.parametrize(
-    "conditions,expected", [(["G43.909"], True), (["G43.A0", "F33.2"], True), (["F33.2"], False)]
-)
-@pytest.mark.parametrize("phase", PHASES)
-def test_valproate_migraine_in_pregnancy(
-    catalog: Catalog, conditions: list[str], expected: bool, phase: str
-) -> None:
-    found = "valproate-migraine-pregnancy" in ids(
-        catalog, "valproate", phase, sex="female", age=30, conditions=conditions
+def test_take_home_ketamine(catalog: Catalog) -> None:
+    """Worst output #4: take-home sublingual ketamine with pregnancy possible."""
+    rec = run(catalog, ctx("ketamine", "induction", route="sublingual"))
+    assert severity_of(rec, "ketamine-take-home") == "warning"
+    assert severity_of(rec, "ketamine-take-home-assumed") == "info"
+    assert severity_of(rec, "esketamine-pregnancy") == "warning"
+    hcg = [s for s in rec.suggestions if s.panel.id == "hcg-urine"]
+    assert hcg and hcg[0].priority == "essential" and hcg[0].retest_days == 30
+    stated = ids(catalog, "ketamine", "induction", route="sublingual", setting="take_home")
+    assert "ketamine-take-home" in stated and "ketamine-take-home-assumed" not in stated
+    clinic = ids(
+        catalog, "ketamine", "induction", route="sublingual", setting="clinic_administered"
     )
-    assert found is expected
+    assert "ketamine-take-home" not in clinic
+    assert "ketamine-take-home" not in ids(catalog, "ketamine", "induction", route="iv")
 
 
-# --- valproate, lithium, ssri_snri, psilocybin ----------------------------------------------------
+def test_esketamine_take_home_raises_the_rems_gate(catalog: Catalog) -> None:
+    rec = run(catalog, ctx("esketamine", "induction", setting="take_home"))
+    assert severity_of(rec, "esketamine-rems-take-home") == "critical"
+    assert "ketamine-take-home" not in advisory_ids(rec)
+    assert "esketamine-rems-take-home" not in ids(catalog, "esketamine", "induction")
 
 
-@pytest.mark.parametrize("phase", PHASES)
-def test_valproate_pancreatitis_and_hyperammonaemia(catalog: Catalog, phase: str) -> None:
-    rec = run(catalog, ctx("valproate", phase, sex="male"))
-    text = {a.id: a.text.lower() for a in rec.advisories}["valproate-pancreatitis-hyperammonaemia"]
-    assert "pancreatitis" in text and "hyperammonaemia" in text
+def test_esketamine_older_adults_info(catalog: Catalog) -> None:
+    assert sev(catalog, "esketamine-older-adults", "esketamine", "induction", age=70) == "info"
+    assert "esketamine-older-adults" not in ids(catalog, "esketamine", "maintenance", age=70)
 
 
-@pytest.mark.parametrize("phase", PHASES)
-def test_lithium_levels_toxicity_interactions(catalog: Catalog, phase: str) -> None:
-    rec = run(catalog, ctx("lithium", phase, sex="male"))
-    text = {a.id: a.text.lower() for a in rec.advisories}["lithium-levels-toxicity-interactions"]
-    for phrase in ("12 hours", "toxicity", "nsaid", "ace inhibitor", "diuretic", "dehydration"):
-        assert phrase in text, phrase
-    assert "angiotensin-receptor blocker" in text or "arb" in text
-
-
-@pytest.mark.parametrize("phase", PHASES)
-@pytest.mark.parametrize("age,expected", [(65, True), (82, True), (64, False), (None, False)])
-def test_ssri_snri_older_adults_sodium(
-    catalog: Catalog, phase: str, age: int | None, expected: bool
-) -> None:
-    rec = run(catalog, ctx("ssri_snri", phase, age=age))
-    notes = {a.id: a.text for a in rec.advisories}
-    assert ("ssri-snri-older-sodium" in notes) is expected
-    if expected:
-        assert f"Age {age}" in notes["ssri-snri-older-sodium"]
-        assert "sodium" in notes["ssri-snri-older-sodium"]
+def test_esketamine_liver_disease_warning(catalog: Catalog) -> None:
+    assert (
+        sev(catalog, "esketamine-liver-disease", "esketamine", conditions=["K74.60"]) == "warning"
+    )
 
 
 @pytest.mark.parametrize("phase", PHASES)
-def test_psilocybin_investigational(catalog: Catalog, phase: str) -> None:
-    rec = run(catalog, ctx("psilocybin", phase))
-    text = {a.id: a.text.lower() for a in rec.advisories}["psilocybin-investigational"]
-    assert "investigational" in text and "trial protocol" in text
+def test_esketamine_every_context(catalog: Catalog, phase: str) -> None:
+    assert ids(catalog, "esketamine", phase, conditions=["F31.2"]) >= ESKETAMINE_ALWAYS
+
+
+# --- valproate ------------------------------------------------------------------------------------
+
+
+def test_valproate_pregnant_is_critical(catalog: Catalog) -> None:
+    assert sev(catalog, "valproate-pregnant", "valproate", "induction", pregnant=True) == "critical"
+
+
+@pytest.mark.parametrize(
+    "kw", [{"findings": ["liver_disease"]}, {"conditions": ["K70.30"]}], ids=["finding", "K70"]
+)
+def test_valproate_liver_disease_is_critical(catalog: Catalog, kw: dict) -> None:  # type: ignore[type-arg]
+    assert sev(catalog, "valproate-liver-disease", "valproate", **kw) == "critical"
+
+
+@pytest.mark.parametrize("code", ["E72.20", "E88.40", "G31.81"])
+def test_valproate_metabolic_contraindication_is_critical(catalog: Catalog, code: str) -> None:
+    assert (
+        sev(catalog, "valproate-metabolic-contraindication", "valproate", conditions=[code])
+        == "critical"
+    )
+
+
+def test_valproate_pregnancy_possible_and_migraine(catalog: Catalog) -> None:
+    assert sev(catalog, "valproate-pregnancy", "valproate") == "warning"
+    assert (
+        sev(catalog, "valproate-migraine-pregnancy", "valproate", conditions=["G43.909"])
+        == "warning"
+    )
+
+
+@pytest.mark.parametrize(
+    "age,present", [(30, True), (None, True), (54, True), (55, False), (70, False)]
+)
+def test_valproate_mhra_two_specialists(catalog: Catalog, age: int | None, present: bool) -> None:
+    found = "valproate-mhra-two-specialists" in ids(catalog, "valproate", sex="male", age=age)
+    assert found is present
+    assert "valproate-mhra-two-specialists" not in ids(catalog, "valproate", "induction", age=age)
+
+
+def test_valproate_as_co_medication_is_capped_at_warning(catalog: Catalog) -> None:
+    rec = run(
+        catalog,
+        ctx("ketamine", pregnant=True, findings=["liver_disease"], conditions=["E72.20"],
+            medications=[("valproate", None)]),
+    )  # fmt: skip
+    for advisory in (
+        "comed-valproate-pregnant",
+        "comed-valproate-liver-disease",
+        "comed-valproate-metabolic",
+    ):
+        assert severity_of(rec, advisory) == "warning", advisory
+    assert "valproate-mhra-two-specialists" not in advisory_ids(rec)
+
+
+# --- lithium --------------------------------------------------------------------------------------
+
+
+def test_lithium_rows(catalog: Catalog) -> None:
+    assert (
+        sev(
+            catalog,
+            "lithium-interacting",
+            "lithium",
+            "maintenance",
+            medications=[("thiazide", None)],
+        )
+        == "warning"
+    )
+    assert sev(catalog, "lithium-pregnancy", "lithium") == "warning"
+    assert sev(catalog, "lithium-pregnant", "lithium", pregnant=True) == "warning"
+    assert sev(catalog, "lithium-renal-impairment", "lithium", conditions=["N18.30"]) == "warning"
+    assert "lithium-renal-impairment" not in ids(catalog, "lithium", conditions=["N18.2"])
+    assert sev(catalog, "lithium-breastfeeding", "lithium", findings=["breastfeeding"]) == "warning"
+    assert "lithium-baseline-weight-ecg" not in ids(catalog, "lithium", "maintenance")
+
+
+def test_lithium_as_co_medication(catalog: Catalog) -> None:
+    rec = run(
+        catalog,
+        ctx(
+            "esketamine",
+            findings=["renal_impairment"],
+            medications=[("lithium", None), ("nsaid", 3)],
+        ),
+    )
+    assert severity_of(rec, "comed-lithium-interacting") == "warning"
+    assert severity_of(rec, "comed-lithium-renal") == "warning"
+    assert severity_of(rec, "comed-lithium-pregnancy") == "warning"
+    assert "lithium-levels-toxicity-interactions" not in advisory_ids(rec)
+
+
+# --- ssri_snri, every therapy ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", ["maoi"])
+def test_ssri_with_maoi_is_critical(catalog: Catalog, cls: str) -> None:
+    assert sev(catalog, "ssri-snri-maoi", "ssri_snri", medications=[(cls, 5)]) == "critical"
+
+
+def test_ssri_age_rows(catalog: Catalog) -> None:
+    assert sev(catalog, "ssri-snri-young", "ssri_snri", age=22) == "warning"
+    assert sev(catalog, "ssri-snri-older-sodium", "ssri_snri", age=70) == "info"
+    assert "ssri-snri-young" not in ids(catalog, "ssri_snri", age=None)
+
+
+@pytest.mark.parametrize("therapy", ["ketamine", "lithium", "tms", "psilocybin"])
+def test_antipsychotic_clozapine_and_unmapped_medication(catalog: Catalog, therapy: str) -> None:
+    rec = run(
+        catalog, ctx(therapy, medications=[("clozapine", 30)], ignored=["medications[1].code"])
+    )
+    assert severity_of(rec, "antipsychotic-metabolic-monitoring") == "info"
+    assert severity_of(rec, "clozapine-anc") == "warning"
+    assert severity_of(rec, "unmapped-medication") == "info"
+
+
+def test_psilocybin_investigational(catalog: Catalog) -> None:
+    assert sev(catalog, "psilocybin-investigational", "psilocybin") == "info"
