@@ -100,7 +100,7 @@ async def test_accepted_and_overridden_feedback_is_stored_once_and_counted(cds: 
             }
         ],
     }
-    assert (await _counts(cds, "ketamine-urinalysis-baseline"))["accepted"] == 1
+    assert (await _counts(cds, "ketamine-urinalysis"))["accepted"] == 1
     untouched = await _counts(cds, "ketamine-cbc")
     assert untouched["accepted"] == 0 and untouched["overridden"] == 1
     assert (await _counts(cds, "lithium-level"))["suggestions_issued"] == 0
@@ -144,7 +144,7 @@ async def test_other_organisations_neither_see_nor_touch_the_counts(cds: Cds) ->
     assert await _rows(cds) == 0  # not this service's card
     assert (await cds.feedback(SERVICE, body)).status_code == 200
     assert await _rows(cds) == 1
-    rule = "ketamine-pregnancy-test-baseline"
+    rule = "ketamine-pregnancy-test"
     mine = await _counts(cds, rule)
     theirs = await _counts(cds, rule, api_key=intruder.api_key)
     assert mine["suggestions_issued"] == 1
