@@ -107,7 +107,7 @@ def test_primary_psychotic_disorder_is_critical(catalog: Catalog, therapy: str, 
 @pytest.mark.parametrize("therapy", KETAMINES)
 @pytest.mark.parametrize("code", ["F33.3", "F32.3", "F31.5", "F21"])
 def test_psychotic_features_warning(catalog: Catalog, therapy: str, code: str) -> None:
-    assert sev(catalog, "esketamine-psychotic-features", therapy, conditions=[code]) == "warning"
+    assert sev(catalog, "ketamine-psychotic-features", therapy, conditions=[code]) == "warning"
 
 
 @pytest.mark.parametrize("therapy", KETAMINES)
@@ -191,11 +191,11 @@ def test_minor_warning(catalog: Catalog, therapy: str, advisory: str) -> None:
 
 @pytest.mark.parametrize("therapy", KETAMINES)
 def test_pregnancy_rows(catalog: Catalog, therapy: str) -> None:
-    assert sev(catalog, "esketamine-pregnancy", therapy) == "warning"
+    assert sev(catalog, "ketamine-pregnancy-possible", therapy) == "warning"
     assert sev(catalog, "ketamine-pregnant", therapy, pregnant=True) == "warning"
-    assert "esketamine-pregnancy" not in ids(catalog, therapy, pregnant=True)
+    assert "ketamine-pregnancy-possible" not in ids(catalog, therapy, pregnant=True)
     assert sev(catalog, "ketamine-breastfeeding", therapy, conditions=["Z39.1"]) == "warning"
-    assert "esketamine-pregnancy" not in ids(catalog, therapy, sex="male")
+    assert "ketamine-pregnancy-possible" not in ids(catalog, therapy, sex="male")
 
 
 @pytest.mark.parametrize("phase", ["induction", "maintenance"])
@@ -210,7 +210,7 @@ def test_take_home_ketamine(catalog: Catalog) -> None:
     rec = run(catalog, ctx("ketamine", "induction", route="sublingual"))
     assert severity_of(rec, "ketamine-take-home") == "warning"
     assert severity_of(rec, "ketamine-take-home-assumed") == "info"
-    assert severity_of(rec, "esketamine-pregnancy") == "warning"
+    assert severity_of(rec, "ketamine-pregnancy-possible") == "warning"
     hcg = [s for s in rec.suggestions if s.panel.id == "hcg-urine"]
     assert hcg and hcg[0].priority == "essential" and hcg[0].retest_days == 30
     stated = ids(catalog, "ketamine", "induction", route="sublingual", setting="take_home")
