@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import select
 
+from service.catalog_loader import load_catalog
 from service.cds.cards import build_cards
 from service.cds.wire import CardsResponse, HookCall
 from service.persistence.cds_models import CdsCard, CdsFeedback
@@ -86,8 +87,11 @@ def _recommendation(advisories: list[tuple[str, str]]) -> RecommendationOut:
     )
 
 
-def _cards(out: RecommendationOut) -> list[dict[str, Any]]:
-    call = HookCall(
+BASE = "http://127.0.0.1:8000"
+
+
+def _call() -> HookCall:
+    return HookCall(
         hook="order-select",
         hook_instance=str(uuid.uuid4()),
         patient_id="pat-1",
@@ -99,13 +103,11 @@ def _cards(out: RecommendationOut) -> list[dict[str, Any]]:
         selections=(),
         prefetch=None,
     )
+
+
+def _cards(out: RecommendationOut) -> list[dict[str, Any]]:
     issued = build_cards(
-        out,
-        therapy_name="Valproate",
-        phase="baseline",
-        notes=(),
-        call=call,
-        public_url="http://127.0.0.1:8000",
+        out, therapy_name="Valproate", phase="baseline", notes=(), call=_call(), public_url=BASE
     )
     document = msgspec.to_builtins(CardsResponse(cards=[i.card for i in issued]))
     assert check_response(document) == []
@@ -128,6 +130,25 @@ def test_a_critical_gate_is_its_own_critical_card_before_the_panels() -> None:
     assert GATE not in panels["detail"] and "see the critical card" in panels["detail"]
     assert WARNING in panels["detail"] and ROUTINE in panels["detail"]
     assert panels["detail"].index(WARNING) < panels["detail"].index(ROUTINE)
+
+
+def test_every_critical_advisory_in_the_catalog_makes_a_valid_short_gate_card() -> None:
+    catalog = load_catalog()
+    gates = [a for a in catalog.files.advisories if a.severity == "critical"]
+    assert gates
+    for gate in gates:
+        for therapy in gate.therapies:
+            name = catalog.therapies[therapy].name
+            out = msgspec.structs.replace(
+                _recommendation([("critical", gate.text)]), therapy=therapy
+            )
+            issued = build_cards(
+                out, therapy_name=name, phase="baseline", notes=(), call=_call(), public_url=BASE
+            )
+            card = msgspec.to_builtins(issued[0].card)
+            assert check_response({"cards": [card]}) == [], gate.id
+            assert card["indicator"] == "critical" and len(card["summary"]) < 140, gate.id
+            assert card["summary"].startswith(f"{name}: "), gate.id
 
 
 def test_two_gates_two_critical_cards_and_a_gate_alone_gives_no_empty_panel_card() -> None:
