@@ -152,9 +152,13 @@ def _panel_card(
 
 
 def _shorten(sentence: str) -> str:
-    """At most ``_SUMMARY_MAX`` characters, cut at a word with an ellipsis when longer."""
+    """At most ``_SUMMARY_MAX`` characters: the whole text, else its first sentence, else cut
+    at a word with an ellipsis (the card's detail has the whole text)."""
     if len(sentence) <= _SUMMARY_MAX:
         return sentence
+    first = sentence.split(". ", 1)[0] + "."
+    if len(first) <= _SUMMARY_MAX:
+        return first
     cut = sentence[: _SUMMARY_MAX - 1].rsplit(" ", 1)[0].rstrip(" ,;:.")
     return cut + "…"
 

@@ -152,10 +152,12 @@ def test_every_critical_advisory_in_the_catalog_makes_a_valid_short_gate_card() 
 
 
 def test_two_gates_two_critical_cards_and_a_gate_alone_gives_no_empty_panel_card() -> None:
-    out = _recommendation([("critical", GATE), ("critical", "Short gate.")])
+    second = "Short gate. " + "A long explanation follows, " * 6 + "in the detail."
+    out = _recommendation([("critical", GATE), ("critical", second)])
     cards = _cards(out)
     assert [c["indicator"] for c in cards] == ["critical", "critical", "info"]
-    assert cards[1]["summary"] == "Valproate: Short gate."
+    assert cards[1]["summary"] == "Valproate: Short gate."  # its first sentence fits
+    assert second in cards[1]["detail"]
     assert "2 safety gates apply" in cards[2]["detail"]
     only_gate = msgspec.structs.replace(out, suggestions=[], advisories=out.advisories[:1])
     assert [c["indicator"] for c in _cards(only_gate)] == ["critical"]
