@@ -94,6 +94,7 @@ def recommend(catalog: Catalog, context: TherapyContext, today: dt.date) -> Reco
     facts = _facts(catalog, context, as_of)
     pending: dict[str, _Pending] = {}
     left_out: dict[str, Suppressed] = {}
+    excluded = _excluded_types(catalog, context)
 
     index = catalog.rule_index.get((context.therapy, context.phase))
     rules = index.candidates(facts.groups, facts.findings, context.route) if index else ()
@@ -122,7 +123,7 @@ def recommend(catalog: Catalog, context: TherapyContext, today: dt.date) -> Reco
                     _not_applicable_detail(rule.applicable_if, facts),
                 )
             continue
-        chosen = _choose_panel(catalog, rule, context, left_out)
+        chosen = _choose_panel(catalog, rule, context, excluded, left_out)
         if chosen is None:
             continue
         for panel, alternatives in chosen:
@@ -375,11 +376,14 @@ def _excluded_types(catalog: Catalog, context: TherapyContext) -> frozenset[str]
 
 
 def _choose_panel(
-    catalog: Catalog, rule: Rule, context: TherapyContext, left_out: dict[str, Suppressed]
+    catalog: Catalog,
+    rule: Rule,
+    context: TherapyContext,
+    excluded: frozenset[str],
+    left_out: dict[str, Suppressed],
 ) -> list[tuple[Panel, tuple[Panel, ...]]] | None:
     """The panels a matched rule suggests, after preferences; None when all were excluded."""
     prefs = context.preferences
-    excluded = _excluded_types(catalog, context)
     if rule.family is None:
         # Safety panels never disappear because of a preference; a specimen fallback may apply.
         chosen: list[tuple[Panel, tuple[Panel, ...]]] = []

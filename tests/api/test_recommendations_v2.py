@@ -85,7 +85,11 @@ async def test_worst_4_take_home_sublingual_gets_pregnancy_test_and_advisory(api
     assert hcg is not None and hcg["priority"] == "essential" and hcg["preselected"]
     assert hcg["retest_days"] == 30
     ids = {a["id"] for a in body["advisories"]}
-    assert {"ketamine-take-home", "ketamine-take-home-assumed", "ketamine-pregnancy-possible"} <= ids
+    assert {
+        "ketamine-take-home",
+        "ketamine-take-home-assumed",
+        "ketamine-pregnancy-possible",
+    } <= ids
 
 
 async def test_worst_5_baseline_labs_done_yesterday_are_not_repeated(api) -> None:

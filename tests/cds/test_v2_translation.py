@@ -70,9 +70,7 @@ async def test_ketamine_scd_product_code_is_a_therapy(cds: Cds) -> None:
 
 
 async def test_mania_on_the_problem_list_is_a_critical_gate(cds: Cds) -> None:
-    _, result = await _stored(
-        cds, hook_request(prefetch=full_prefetch(conditions=("F31.2",)))
-    )
+    _, result = await _stored(cds, hook_request(prefetch=full_prefetch(conditions=("F31.2",))))
     assert result["advisories"][0]["id"] == "ketamine-current-mania-mixed"
     assert result["advisories"][0]["severity"] == "critical"
 
