@@ -12,18 +12,18 @@ from typing import Any, Final
 import msgspec
 
 from service.cds.auth import CdsCaller
-from service.cds.cards import build_card
+from service.cds.cards import build_cards
 from service.cds.discovery import PREFETCH
 from service.cds.fhir_read import TherapyOrder, therapy_orders
 from service.cds.prefetch import Slot
 from service.cds.runtime import CdsRuntime
 from service.cds.translate import active_orders, translate
-from service.cds.wire import CardsResponse, HookCall, operation_outcome
+from service.cds.wire import Card, CardsResponse, HookCall, operation_outcome
 from service.usecases.errors import UseCaseError
 
 log = logging.getLogger("labrec.cds.answer")
 
-#: One card per distinct catalog therapy among the focused orders, at most this many.
+#: Cards for at most this many distinct catalog therapies among the focused orders.
 MAX_CARDS: Final = 3
 _CLOSED: Final = frozenset({"cancelled", "entered-in-error", "stopped", "completed", "unknown"})
 
@@ -67,7 +67,8 @@ async def answer_hook(
         )
     principal = caller.principal()
     today = container.clock().date()
-    cards = []
+    gates: list[Card] = []
+    cards: list[Card] = []
     for therapy, draft in list(targets.items())[:MAX_CARDS]:
         translation = translate(catalog, therapy, draft, slots, today)
         try:
@@ -77,28 +78,27 @@ async def answer_hook(
             # leave the card out rather than failing the EHR's workflow.
             log.error("cds translation rejected", extra={"error": type(exc).__name__})
             continue
-        issued = build_card(
+        for issued in build_cards(
             out,
             therapy_name=catalog.therapies[therapy].name,
             phase=translation.phase,
             notes=translation.notes,
             call=call,
             public_url=runtime.base_url,
-        )
-        if issued is None:
-            continue
-        await runtime.feedback.record_issued(
-            principal,
-            card_uuid=issued.uuid,
-            service_id=service_id,
-            hook=call.hook,
-            hook_instance=call.hook_instance,
-            recommendation_id=out.recommendation_id,
-            therapy=therapy,
-            suggestions=issued.suggestions,
-        )
-        cards.append(issued.card)
-    return HookAnswer(200, CardsResponse(cards=cards))
+        ):
+            await runtime.feedback.record_issued(
+                principal,
+                card_uuid=issued.uuid,
+                service_id=service_id,
+                hook=call.hook,
+                hook_instance=call.hook_instance,
+                recommendation_id=out.recommendation_id,
+                therapy=therapy,
+                suggestions=issued.suggestions,
+            )
+            (gates if issued.card.indicator == "critical" else cards).append(issued.card)
+    # Safety gates first, whatever therapy they belong to.
+    return HookAnswer(200, CardsResponse(cards=gates + cards))
 
 
 async def _resolve(runtime: CdsRuntime, caller: CdsCaller, call: HookCall) -> dict[str, Slot]:

@@ -1,5 +1,5 @@
-"""The card's ``detail``: GitHub-flavoured Markdown with rationale, evidence, advisories and
-what was left out, plus how labrec read the context. No HTML (clients differ in what they allow).
+"""The lab-panel card's ``detail``: GitHub-flavoured Markdown with advisories, how labrec read
+the context, rationale, evidence and what was left out. No HTML (clients differ in what they allow).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ _GRADES: Final = {
     "case_series": "case series",
     "association": "association-level evidence",
     "clinical_convention": "clinical convention",
+    "expert_consensus": "expert consensus",
     "critique": "critique",
 }
 _REASONS: Final = {
@@ -24,6 +25,7 @@ _REASONS: Final = {
     "excluded_by_preference": "excluded by preference",
     "not_applicable": "not applicable",
     "not_indicated_in_phase": "not indicated in this phase",
+    "not_requested": "not requested",
 }
 
 
@@ -41,37 +43,65 @@ def text(value: str) -> str:
 
 
 def render_detail(
-    out: RecommendationOut, therapy_name: str, phase: str, notes: tuple[str, ...]
+    out: RecommendationOut,
+    therapy_name: str,
+    phase: str,
+    notes: tuple[str, ...],
+    *,
+    gates: int = 0,
 ) -> str:
+    """The lab-panel card's detail, most important first so a shortened detail loses the least:
+    context, a pointer to the critical cards (``gates`` of them; each gate is its own card),
+    warning then routine advisories, how the hook was read, safety panels, what was left out,
+    and last the opt-in complementary panels."""
     lines: list[str] = [
         f"**Therapy context**: {text(therapy_name)}, {phase} phase "
         f"(catalog {text(out.catalog_version)}).",
         "",
     ]
-    if out.suggestions:
-        lines += ["### Suggested panels", ""]
-        lines += [_suggestion(s) for s in out.suggestions]
-        lines.append("")
-    if out.advisories:
-        lines += ["### Advisories", ""]
-        lines += [f"- {text(a.text)} _({text(a.source)})_" for a in out.advisories]
-        lines.append("")
-    if out.suppressed:
-        lines += ["### Left out", ""]
+    if gates:
         lines += [
-            f"- **{text(s.panel_name)}**: {_REASONS.get(s.reason, s.reason)}. {text(s.detail)}"
-            for s in out.suppressed
+            f"**{'A safety gate applies' if gates == 1 else f'{gates} safety gates apply'}**: "
+            "see the critical card.",
+            "",
+        ]
+    advisories = [a for a in out.advisories if a.severity != "critical"]
+    if advisories:
+        lines += ["### Advisories", ""]
+        lines += [
+            f"- {'**Check before dosing**: ' if a.severity == 'warning' else ''}"
+            f"{text(a.text)} _({text(a.source)})_"
+            for a in advisories
         ]
         lines.append("")
     if notes:
         lines += ["### How labrec read this order", ""]
         lines += [f"- {text(note)}" for note in notes]
         lines.append("")
-    lines.append(f"_{text(out.disclaimer)}_")
+    safety = [s for s in out.suggestions if s.panel.tier == "safety"]
+    optional = [s for s in out.suggestions if s.panel.tier != "safety"]
+    if safety:
+        lines += ["### Suggested panels", ""]
+        lines += [_suggestion(s) for s in safety]
+        lines.append("")
+    if out.suppressed:
+        lines += ["### Left out", ""]
+        lines += [
+            f"- **{text(s.panel_name)}**: {_REASONS.get(s.reason, s.reason)}"
+            f"{f' (next due {s.next_due.isoformat()})' if s.next_due else ''}. {text(s.detail)}"
+            for s in out.suppressed
+        ]
+        lines.append("")
+    if optional:
+        lines += ["### Optional panels (association-level evidence, opt-in)", ""]
+        lines += [_suggestion(s) for s in optional]
+        lines.append("")
+    disclaimer = f"_{text(out.disclaimer)}_"
     detail = "\n".join(lines)
-    if len(detail) > _MAX_DETAIL:
-        detail = detail[: _MAX_DETAIL - 60].rsplit("\n", 1)[0] + "\n\n_Shortened; see labrec._"
-    return detail
+    room = _MAX_DETAIL - len(disclaimer) - 40
+    if len(detail) > room:
+        detail = detail[:room].rsplit("\n", 1)[0] + "\n\n_Shortened; see labrec._\n"
+    return detail + disclaimer
 
 
 def _suggestion(s: SuggestionOut) -> str:

@@ -14,7 +14,6 @@ import msgspec
 from service.domain.catalog import Catalog, Evidence, Panel
 from service.usecases.dto import EvidenceOut, OrderRequest, RecommendationOut, SuggestionOut
 
-PRECHECKED: Final = frozenset({"essential", "recommended"})
 TIER_ORDER: Final = ("safety", "complementary")
 
 
@@ -48,7 +47,9 @@ def by_tier(recommendation: RecommendationOut) -> list[TierGroup]:
 
 
 def prechecked(recommendation: RecommendationOut) -> list[str]:
-    return [s.panel.id for s in recommendation.suggestions if s.priority in PRECHECKED]
+    """Panels ticked when the page opens: the engine's ``preselected`` ones (safety-tier
+    essential/recommended); complementary panels are opt-in."""
+    return [s.panel.id for s in recommendation.suggestions if s.preselected]
 
 
 def evidence_links(evidence: EvidenceOut | Evidence) -> list[tuple[str, str]]:

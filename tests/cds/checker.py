@@ -4,7 +4,8 @@ Element names, cardinalities, types and required bindings come from the Structur
 (``structuredefinition-CDSHooks{Response,Services}.json``); closed code lists come from the
 CodeSystem XML files; the invariants are the ones the SDs declare (cds-resp-1..6), checked by
 hand because no FHIRPath engine is at hand. Spec rules the logical model does not carry are
-added and named: indicator REQUIRED (2.0 text), summary < 140 characters (Inferno), optional
+added and named: indicator REQUIRED with the 2.0 text's values (the IG's code system has
+``error`` for ``critical``), summary < 140 characters (Inferno), optional
 fields never null or empty, and — for labrec's own cards — uuids that are real UUIDs.
 """
 
@@ -75,9 +76,20 @@ def _children(model: dict[str, Element], path: str) -> dict[str, Element]:
     }
 
 
+@cache
+def spec_indicator_codes() -> frozenset[str]:
+    """The card ``indicator`` values of the CDS Hooks 2.0 text (``info``, ``warning``,
+    ``critical``). The fhir-tools-ig CDSIndicator code system at the pinned commit lists
+    ``error`` where the spec says ``critical``; the spec wins."""
+    text = (fixtures_dir() / "hl7-cds-hooks" / "index.md").read_text(encoding="utf-8")
+    line = next(row for row in text.splitlines() if row.startswith("`indicator` | REQUIRED"))
+    return frozenset(re.findall(r"`(\w+)`", line.split("are:", 1)[1]))
+
+
 def _binding_codes(value_set: str) -> frozenset[str]:
     # http://hl7.org/fhir/tools/ValueSet/CDSIndicator -> codesystem-CDSIndicator.xml
-    return code_system(value_set.rsplit("/", 1)[1])
+    name = value_set.rsplit("/", 1)[1]
+    return spec_indicator_codes() if name == "CDSIndicator" else code_system(name)
 
 
 class Checker:

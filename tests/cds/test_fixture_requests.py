@@ -190,7 +190,11 @@ def test_checker_accepts_public_examples_and_rejects_known_bad_ones() -> None:
     assert any("never null or empty" in p for p in problems)
     assert check_response(
         {"cards": [{"summary": "s", "indicator": "urgent", "source": {"label": "l"}}]}
-    ) == ["response.cards[0].indicator: must be one of ['error', 'info', 'warning']"]
+    ) == ["response.cards[0].indicator: must be one of ['critical', 'info', 'warning']"]
+    # The 2.0 text's values, not the IG code system's ``error``:
+    for indicator, problems in (("critical", 0), ("error", 1)):
+        card = {"summary": "s", "indicator": indicator, "source": {"label": "l"}}
+        assert len(check_response({"cards": [card]})) == problems, indicator
 
 
 def test_fixture_files_exist_where_the_manifest_says() -> None:

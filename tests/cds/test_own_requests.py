@@ -52,6 +52,15 @@ async def _stored_context(cds: Cds, card: dict[str, Any]) -> dict[str, Any]:
         return stored.context
 
 
+async def _stored_result(cds: Cds, card: dict[str, Any]) -> dict[str, Any]:
+    async with cds.container.sessions() as session:
+        row = await session.get(CdsCard, card["uuid"])
+        assert row is not None
+        stored = await session.get(StoredRecommendation, row.recommendation_id)
+        assert stored is not None
+        return stored.result
+
+
 def assert_draft_lab_order(resource: dict[str, Any], patient_id: str = "pat-1") -> None:
     """R4 validity (fhir.resources R4B models; ServiceRequest is identical in R4) + our enums."""
     ServiceRequest.model_validate(resource)
@@ -70,7 +79,11 @@ async def test_ketamine_order_gets_one_card_of_draft_lab_orders(cds: Cds, hook: 
     card = await _one_card(cds, hook_request(hook, prefetch=full_prefetch()))
     uuid.UUID(card["uuid"])
     assert len(card["summary"]) < 140 and card["summary"].startswith("Ketamine (racemic), baseline")
-    assert card["indicator"] == "warning"  # the ketamine vital-signs advisory applies
+    # A woman of 36 with pregnancy not ruled out: the (es)ketamine pregnancy advisory is a
+    # warning, so the card is one; no critical gate applies, so it is the only card.
+    assert card["indicator"] == "warning"
+    severities = {a["severity"] for a in (await _stored_result(cds, card))["advisories"]}
+    assert "warning" in severities and "critical" not in severities
     assert card["selectionBehavior"] == "any"
     assert card["source"]["topic"]["code"] == "ketamine-baseline"
     panels = _panels(card)

@@ -142,6 +142,24 @@ def test_ketamine_recommendation_to_a_submitted_order_then_cancel(
     expect(page.get_by_role("heading", name="Safety monitoring")).to_be_visible()
     expect(page.get_by_role("heading", name="Left out, and why")).to_be_visible()
     expect(page.get_by_label("Hepatic function panel (LFT)", exact=True)).to_be_checked()
+    complementary = page.get_by_role("region", name="Complementary (association-level evidence)")
+    expect(complementary.get_by_role("checkbox").first).to_be_visible()
+    for box in complementary.get_by_role("checkbox").all():
+        expect(box).not_to_be_checked()  # opt-in
+    # Evidence is folded: no citation link shows until its panel's "Why" is opened.
+    citations = page.get_by_role("link", name=re.compile(r"^(doi:|PMID )"))
+    expect(citations.first).to_be_hidden()
+    with watch.paused():
+        height = page.evaluate("document.body.scrollHeight")
+        form_top = page.get_by_role("heading", name="Order the selected panels").bounding_box()
+        print(f"\nUI-RESULT-PAGE: scrollHeight={height}px order form at y={form_top['y']:.0f}px")
+        # The order form is within four screens at 1280x800 (the unfolded page was ~7,000 px).
+        assert form_top["y"] < 4 * DESKTOP["height"], form_top
+        hepatic = page.get_by_role("listitem").filter(
+            has=page.get_by_label("Hepatic function panel (LFT)", exact=True)
+        )
+        hepatic.get_by_text(re.compile(r"^Why")).click()
+        expect(hepatic.get_by_role("link", name=re.compile(r"^(doi:|PMID )")).first).to_be_visible()
     expect(page.get_by_label("Practitioner name")).to_have_value("Dr Robin Test")
     actions.type(page.get_by_label("Patient reference"), PATIENT["reference"])
     actions.type(page.get_by_label("Given name"), PATIENT["given_name"])
@@ -187,6 +205,39 @@ def test_ketamine_recommendation_to_a_submitted_order_then_cancel(
     page.get_by_role("button", name="Filter").click()
     expect(page.get_by_role("cell", name=PATIENT["reference"])).to_be_visible()
     shots.take(page, "07-orders")
+
+
+def test_a_safety_gate_cannot_be_missed_on_the_result_and_review_pages(
+    page: Any, shots: Screenshots
+) -> None:
+    """Valproate with liver disease: a critical gate, shown as an alert in the first screen."""
+    from playwright.sync_api import expect
+
+    _sign_in(page)
+    page.get_by_label("Therapy").select_option(value="valproate")
+    page.get_by_label("Route").select_option(label="Oral")
+    page.get_by_label("Female", exact=True).check()
+    page.get_by_label("Age in years").fill("30")
+    page.get_by_label("Pregnancy possible").select_option(label="Yes")
+    page.get_by_label("Liver disease").check()
+    page.get_by_role("button", name="Suggest panels").click()
+
+    gate = page.get_by_role("alert")
+    expect(gate).to_have_count(1)
+    expect(gate).to_contain_text("do not dose without specialist review")
+    expect(gate).to_be_in_viewport()  # at the top, before any panel
+    expect(page.get_by_role("heading", name="Check before dosing")).to_be_visible()
+    shots.take(page, "04b-recommendation-safety-gate")
+    page.get_by_label("Patient reference").fill(PATIENT["reference"] + "-3")
+    page.get_by_label("Given name").fill(PATIENT["given_name"])
+    page.get_by_label("Family name").fill(PATIENT["family_name"])
+    page.get_by_label("Date of birth").fill(PATIENT["birth_date"])
+    page.get_by_role("button", name="Review order").click()
+
+    expect(page.get_by_role("heading", name="Review the order")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("do not dose without specialist review")
+    expect(page.get_by_role("alert")).to_be_in_viewport()
+    shots.take(page, "05b-review-safety-gate")
 
 
 def test_order_status_updates_live_without_reload(page: Any, shots: Screenshots) -> None:
