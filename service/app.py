@@ -25,6 +25,7 @@ from service.api.recommendations import RecommendationController
 from service.api.rule_feedback import RuleFeedbackController
 from service.cds.plugin import CdsHooksPlugin
 from service.container import SANDBOX_MOUNT, build_container
+from service.heap import settle_after_startup
 from service.labs.sandbox import sandbox_mount
 from service.labs.sandbox_config import SandboxConfig
 from service.logs import configure_logging, request_context_middleware
@@ -47,8 +48,10 @@ def create_app(
     lab_transport: httpx.AsyncBaseTransport | None = None,
     run_worker: bool | None = None,
     configure_logs: bool = True,
+    settle_heap: bool = False,
 ) -> Litestar:
-    """Build the ASGI app. ``run_worker`` overrides ``LABREC_DISPATCH_IN_PROCESS`` (tests)."""
+    """Build the ASGI app. ``run_worker`` overrides ``LABREC_DISPATCH_IN_PROCESS`` (tests);
+    ``settle_heap`` freezes the start-up heap (``service/heap.py``), for server processes."""
     settings = settings or load_settings()
     if configure_logs:
         configure_logging(settings.log_level)
@@ -66,6 +69,8 @@ def create_app(
                     f"labrec demo organisation created; its API key (shown once):\n{key}",
                     flush=True,
                 )
+        if settle_heap:
+            settle_after_startup()
         stop = asyncio.Event()
         background = asyncio.create_task(run_background(container, stop)) if in_process else None
         try:
@@ -137,4 +142,4 @@ def create_app(
 
 def app_from_env() -> Litestar:
     """Factory for granian: ``granian --interface asgi --factory service.app:app_from_env``."""
-    return create_app()
+    return create_app(settle_heap=True)

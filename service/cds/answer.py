@@ -1,7 +1,9 @@
 """Answering one hook call: find the therapy, gather the context, recommend, issue the card.
 
-The recommendation itself is the REST use case (``RecommendationService.recommend``): the CDS
-face only translates the hook into a ``RecommendationRequest`` and the stored result into a card.
+The recommendation itself is the REST use case (``RecommendationService.stage``): the CDS
+face only translates the hook into a ``RecommendationRequest`` and the result into a card. The
+stored recommendations, their audit rows and the issued cards of one call are one atomic write,
+group-committed with concurrent calls (and REST recommendations) before the EHR sees a card.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from service.cds.fhir_read import TherapyOrder, therapy_orders
 from service.cds.runtime import CdsRuntime
 from service.cds.translate import active_orders, translate
 from service.cds.wire import CardsResponse, HookCall, operation_outcome
+from service.persistence.group_insert import Staging
 from service.usecases.errors import UseCaseError
 
 log = logging.getLogger("labrec.cds.answer")
@@ -67,10 +70,11 @@ async def answer_hook(
     principal = caller.principal()
     today = container.clock().date()
     cards = []
+    staged = Staging()
     for therapy, draft in list(targets.items())[:MAX_CARDS]:
         translation = translate(catalog, therapy, draft, slots, today)
         try:
-            out = await container.recommendations.recommend(principal, translation.request)
+            out = container.recommendations.stage(principal, translation.request, staged)
         except UseCaseError as exc:
             # The translation only produces values the catalog accepts; if that ever breaks,
             # leave the card out rather than failing the EHR's workflow.
@@ -86,7 +90,8 @@ async def answer_hook(
         )
         if issued is None:
             continue
-        await runtime.feedback.record_issued(
+        runtime.feedback.stage_issued(
+            staged,
             principal,
             card_uuid=issued.uuid,
             service_id=service_id,
@@ -97,6 +102,8 @@ async def answer_hook(
             suggestions=issued.suggestions,
         )
         cards.append(issued.card)
+    if staged.writes:
+        await container.recommendations.writes.commit(staged)
     return HookAnswer(200, CardsResponse(cards=cards))
 
 
