@@ -1,4 +1,4 @@
-"""labrec benchmark: ``.venv/bin/python -m bench.run`` (see bench/README.md).
+"""labrec benchmark: ``/work/venv/bin/python -m bench.run`` (see bench/README.md).
 
 Starts every server itself on 127.0.0.1, drives it with ``wrk`` for a bounded time, stops it, and
 prints one table (also written to bench/results/<timestamp>/).
