@@ -1,6 +1,7 @@
 """(e) The CDS Hooks ``order-select`` call: a registered EHR (P-384 key, JWKS file), one signed
-token per request (labrec accepts each ``jti`` once), the test suite's realistic hook request with
-full prefetch (ketamine baseline), driven by wrk like the other runs.
+token per request (labrec accepts each ``jti`` once), the 30 KiB full-prefetch hook request of
+``bench.cds_latency`` (patient, 8 conditions, 5 medications, 50 lab Observations, 20 lab orders),
+driven by wrk like the other runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bench.cds_latency import request_body
 from bench.contexts import write_lines
 from bench.procs import labrec_cli
 
@@ -25,15 +27,13 @@ ISSUER = "https://ehr.bench.example.org"
 
 
 def prepare(
-    bench: Bench, env: dict[str, str], base: str, tokens: list[int]
+    bench: Bench, env: dict[str, str], base: str, tokens: list[int], tag: str = ""
 ) -> tuple[list[Path], Path]:
     """Register the bench EHR for organisation 'bench'; one token file per count in ``tokens``
     (warm-up, check, measured run: a token is good once) and the hook bodies."""
-    from tests.cds.support import full_prefetch, hook_request
-
     key = ec.generate_private_key(ec.SECP384R1())
     public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
-    jwks = bench.bodies / "ehr-jwks.json"
+    jwks = bench.bodies / f"ehr-jwks{tag}.json"
     jwks.write_text(
         json.dumps({"keys": [{**public, "kid": "bench", "use": "sig", "alg": "ES384"}]})
     )
@@ -49,13 +49,13 @@ def prepare(
                 {**claims, "jti": uuid.uuid4().hex},
                 key,
                 algorithm="ES384",
-                headers={"kid": "bench"},
+                headers={"kid": "bench", "typ": "JWT"},
             )
             for _ in range(count)
         ]
-        files.append(write_lines(bench.bodies / f"cds-tokens-{n}.txt", signed))
-    bodies = [
-        json.dumps(hook_request("order-select", prefetch=full_prefetch()), separators=(",", ":"))
-        for _ in range(20)
-    ]
-    return files, write_lines(bench.bodies / "cds-bodies.jsonl", bodies)
+        files.append(write_lines(bench.bodies / f"cds-tokens{tag}-{n}.txt", signed))
+    bodies = []
+    for _ in range(20):
+        body = request_body()
+        bodies.append(json.dumps(body, separators=(",", ":")))
+    return files, write_lines(bench.bodies / f"cds-bodies{tag}.jsonl", bodies)

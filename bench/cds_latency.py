@@ -153,7 +153,7 @@ async def run(calls: int, database_url: str) -> dict[str, float]:
         Settings,
     )
     await migrate_async(database_url)  # the app itself migrates SQLite only
-    app = create_app(settings, configure_logs=False, run_worker=False)
+    app = create_app(settings, configure_logs=False, run_worker=False, settle_heap=True)
     key = ec.generate_private_key(ec.SECP384R1())
     public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
     body = json.dumps(request_body()).encode()

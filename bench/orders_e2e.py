@@ -22,7 +22,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.procs import LABREC, clean_env, create_tenant, free_port, running
+from bench.procs import LABREC, Proc, clean_env, create_tenant, free_port, running
 from service.persistence.models import Order, OrderAttempt
 
 if TYPE_CHECKING:
@@ -112,6 +112,12 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
+def _settled_rss(proc: Proc) -> list[float]:
+    """RSS of a just-started ``labrec worker`` once it has imported everything and polls."""
+    time.sleep(3.0)
+    return proc.worker_rss_mib()
+
+
 def run_backend(bench: Bench, name: str, url: str, workers: int) -> dict[str, Any]:
     out = bench.out
     lab_port = free_port()
@@ -135,8 +141,8 @@ def run_backend(bench: Bench, name: str, url: str, workers: int) -> dict[str, An
                 if sqlite
                 else running([*LABREC, "worker"], worker_env, out / f"worker-{name}.log", lab)
             )
-            if worker is not None:
-                worker.__enter__()
+            worker_proc = worker.__enter__() if worker is not None else None
+            worker_idle = _settled_rss(worker_proc) if worker_proc is not None else []
             try:
                 load = bench.wrk(
                     f"(g) POST /v1/orders {name}, dispatcher on",
@@ -152,6 +158,10 @@ def run_backend(bench: Bench, name: str, url: str, workers: int) -> dict[str, An
                 ids = asyncio.run(_paced(base, key, body, rate=50, seconds=5))
                 asyncio.run(_wait_drained(url, ids))
                 paced, _, _ = asyncio.run(_latencies(url, ids))
+                if worker_proc is not None:
+                    bench.memory.append(
+                        (f"`labrec worker` e2e-{name}", worker_idle, worker_proc.worker_rss_mib())
+                    )
             finally:
                 if worker is not None:
                     worker.__exit__(None, None, None)

@@ -53,6 +53,17 @@ class Proc:
             time.sleep(0.1)
         raise RuntimeError(f"{url} not ready after {timeout} s; see {self.log}")
 
+    def worker_rss_mib(self) -> list[float]:
+        """Resident memory of each worker process (Granian's children), or of this process when
+        it has none (``labrec worker``, the sandbox lab)."""
+        pids = child_pids(self.popen.pid) or [self.popen.pid]
+        return [mib for mib in (rss_mib(pid) for pid in pids) if mib is not None]
+
+    def worker_cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the worker processes (see worker_rss_mib)."""
+        pids = child_pids(self.popen.pid) or [self.popen.pid]
+        return sum(cpu_seconds(pid) for pid in pids)
+
     def stop(self) -> None:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
@@ -72,6 +83,40 @@ def running(args: list[str], env: dict[str, str], log: Path, ready_url: str) -> 
         yield proc
     finally:
         proc.stop()
+
+
+def rss_mib(pid: int) -> float | None:
+    """VmRSS of a process in MiB (None when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc/*/stat)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return sorted(children)
 
 
 def labrec_cli(env: dict[str, str], *args: str) -> str:

@@ -34,6 +34,7 @@ from bench.contexts import (
 )
 from bench.procs import (
     LABREC,
+    Proc,
     clean_env,
     create_tenant,
     free_port,
@@ -48,6 +49,9 @@ DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 BENCH_DB = "labrec_bench"
 #: A valid Standard Webhooks secret for the runs that never talk to a lab.
 SECRET = "whsec_" + "YmVuY2hiZW5jaGJlbmNoYmVuY2hiZW5jaGJlbmNoYmU="
+#: (e) CDS runs: issue 15's targets are stated at 32 connections.
+CDS_CONNECTIONS = 32
+CDS_TOKEN_RATE = 1800
 
 
 class Bench:
@@ -57,6 +61,10 @@ class Bench:
         self.rows: list[WrkResult] = []
         self.notes: list[str] = []
         self.extra: dict[str, Any] = {}
+        #: resident memory per process: (process, idle MiB per worker, after load MiB per worker)
+        self.memory: list[tuple[str, list[float], list[float]]] = []
+        #: the server the wrk runs drive (for its CPU time per request)
+        self.server: Proc | None = None
         self.bodies = out / "bodies"
         self.bodies.mkdir()
         self.rec_file = write_lines(self.bodies / "recommendations.jsonl", recommendation_bodies())
@@ -78,9 +86,11 @@ class Bench:
         connections: int | None = None,
         warmup_args: list[str] | None = None,
         duration: float | None = None,
+        threads: int | None = None,
     ) -> WrkResult:
         slug = name.split()[0].strip("()")
         connections = connections or self.args.connections
+        threads = threads or min(self.args.threads, connections)
         if self.args.warmup > 0:
             run_wrk(
                 name,
@@ -94,9 +104,10 @@ class Bench:
                 ),
                 duration=self.args.warmup,
                 connections=connections,
-                threads=self.args.threads,
+                threads=threads,
                 log=self.out / f"wrk-{slug}-warmup-{len(self.rows)}.log",
             )
+        cpu_before = self.server.worker_cpu_seconds() if self.server else None
         result = run_wrk(
             name,
             url,
@@ -104,13 +115,17 @@ class Bench:
             script_args,
             duration=duration or self.args.duration,
             connections=connections,
-            threads=self.args.threads,
+            threads=threads,
             log=self.out / f"wrk-{slug}-{len(self.rows)}.log",
         )
+        if self.server is not None and cpu_before is not None and result.requests:
+            used = self.server.worker_cpu_seconds() - cpu_before
+            result.cpu_us = round(used / result.requests * 1e6)
         self.rows.append(result)
         print(
             f"  {name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
-            f"p99 {result.p99_ms:.2f} ms, errors {result.errors}",
+            f"p95 {result.p95_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors}, "
+            f"server CPU {result.cpu_us} us/req",
             flush=True,
         )
         return result
@@ -135,8 +150,14 @@ class Bench:
         env = {**env, "LABREC_PUBLIC_URL": f"http://127.0.0.1:{port}"}
         args = [*LABREC, "serve", "--port", str(port), "--workers", str(workers)]
         base = f"http://127.0.0.1:{port}"
-        with running(args, env, self.out / f"labrec-{tag}.log", f"{base}/health/ready"):
-            yield base
+        with running(args, env, self.out / f"labrec-{tag}.log", f"{base}/health/ready") as proc:
+            idle = proc.worker_rss_mib()
+            self.server = proc
+            try:
+                yield base
+            finally:
+                self.server = None
+            self.memory.append((f"`labrec serve` {tag}", idle, proc.worker_rss_mib()))
 
     def sqlite_url(self, tag: str) -> str:
         path = self.out / f"labrec-{tag}.db"
@@ -154,12 +175,14 @@ class Bench:
         port = free_port()
         args = [sys.executable, "-m", "bench.trivial_app", "--port", str(port), "--workers", "1"]
         base = f"http://127.0.0.1:{port}"
-        with running(args, clean_env(), self.out / "trivial.log", f"{base}/nothing"):
+        with running(args, clean_env(), self.out / "trivial.log", f"{base}/nothing") as proc:
+            self.server = proc
             check = httpx.post(f"{base}/echo", content=TRIVIAL_BODIES[0])
             assert check.status_code == 200, check.text
             self.wrk(
                 "(a) trivial POST", f"{base}/echo", "post_bodies.lua", [str(self.trivial_file)]
             )
+            self.server = None
 
     def api_sqlite(self) -> None:
         print("(b, c, d) labrec on SQLite, 1 worker", flush=True)
@@ -185,7 +208,7 @@ class Bench:
                 "orders.lua",
                 [str(self.order_file), key, f"s{uuid.uuid4().hex[:8]}"],
             )
-            self._cds(base, env)
+            self._cds(base, env, "SQLite 1w", "-sqlite")
 
     def api_postgres(self) -> None:
         for workers in (1, 2):
@@ -207,6 +230,7 @@ class Bench:
                         "post_bodies.lua",
                         [str(self.rec_file), key],
                     )
+                    self._cds(base, env, "PostgreSQL 2w", "-pg2")
 
     def _check(self, base: str, key: str) -> None:
         """Every body answers as expected before it is measured (a bench of 401s proves nothing)."""
@@ -221,43 +245,51 @@ class Bench:
         )
         assert r.status_code == 201, r.text
 
-    def _cds(self, base: str, env: dict[str, str]) -> None:
+    def _cds(self, base: str, env: dict[str, str], backend: str, tag: str) -> None:
+        """(e) order-select at 32 connections, then (SQLite) one client alone for its p95."""
         from bench.cds import SERVICE, prepare
 
         if not (Path(__file__).resolve().parents[1] / "service" / "cds" / "routes.py").exists():
             self.notes.append("(e) CDS order-select: skipped, service/cds has no routes yet.")
             print("  " + self.notes[-1], flush=True)
             return
-        rate = 300  # tokens per second of wrk: more than order-select serves here (~50/s)
-        (warm, check, tokens), bodies = prepare(
-            self,
-            env,
-            base,
-            [int(self.args.warmup * rate) + 1, 1, int(self.args.duration * rate)],
-        )
+        runs = [(f"(e) CDS order-select 30 KiB, {backend}, c{CDS_CONNECTIONS}", CDS_CONNECTIONS)]
+        if backend.startswith("SQLite"):
+            runs.append((f"(e) CDS order-select 30 KiB, {backend}, single client", 1))
+        # Tokens per second of wrk: above what each run serves (a token is good once; running
+        # out would show as 401 errors in the table).
+        counts = []
+        for _, connections in runs:
+            rate = CDS_TOKEN_RATE if connections > 1 else 250
+            counts += [int(self.args.warmup * rate) + 1, int(self.args.duration * rate)]
+        files, bodies = prepare(self, env, base, [1, *counts], tag)
         probe = httpx.post(
             base + SERVICE,
             content=bodies.read_text().splitlines()[0],
             headers={
-                "Authorization": "Bearer " + check.read_text().strip(),
+                "Authorization": "Bearer " + files[0].read_text().strip(),
                 "Content-Type": "application/json",
             },
             timeout=10,
         )
-        if probe.status_code != 200:
+        if probe.status_code != 200 or len(probe.json().get("cards", [])) != 1:
             self.notes.append(
                 f"(e) CDS order-select: skipped, a signed call answered {probe.status_code}."
             )
             print("  " + self.notes[-1], flush=True)
             return
-        threads = str(self.args.threads)
-        self.wrk(
-            "(e) POST /cds-services/labrec-order-select",
-            base,
-            "cds.lua",
-            [str(tokens), str(bodies), SERVICE, threads],
-            warmup_args=[str(warm), str(bodies), SERVICE, threads],
-        )
+        for n, (name, connections) in enumerate(runs):
+            warm, tokens = files[1 + 2 * n], files[2 + 2 * n]
+            threads = min(self.args.threads, connections)
+            self.wrk(
+                name,
+                base,
+                "cds.lua",
+                [str(tokens), str(bodies), SERVICE, str(threads)],
+                warmup_args=[str(warm), str(bodies), SERVICE, str(threads)],
+                connections=connections,
+                threads=threads,
+            )
 
     def engine_scale(self) -> None:
         print("(f) engine scaling on generated catalogs (in-process)", flush=True)
@@ -293,20 +325,34 @@ class Bench:
             "warm-up), loopback",
             machine(),
             "",
-            "| run | req/s | p50 ms | p99 ms | x trivial req/s | x trivial p99 | errors |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| run | req/s | p50 ms | p95 ms | p99 ms | x trivial req/s | x trivial p99 "
+            "| server CPU µs/req | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in self.rows:
             ratio = f"{r.rps / trivial.rps:.2f}" if trivial else "-"
             p99 = f"{r.p99_ms / trivial.p99_ms:.2f}" if trivial else "-"
             lines.append(
-                f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {ratio} | {p99} "
-                f"| {r.errors} |"
+                f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p95_ms:.2f} | {r.p99_ms:.2f} "
+                f"| {ratio} | {p99} | {r.cpu_us or '-'} | {r.errors} |"
             )
         failed = [r.name for r in self.rows if r.errors]
         if failed:
             lines.append(f"- WARNING: runs with errors (see the wrk logs): {', '.join(failed)}")
         lines += [f"- {n}" for n in self.notes]
+        if self.memory:
+            lines += [
+                "",
+                "Resident memory (VmRSS, MiB) per worker process: idle = when ready, after = when "
+                "its runs are done",
+                "| process | idle | after load |",
+                "| --- | ---: | ---: |",
+            ]
+            for process, idle, after in self.memory:
+                lines.append(
+                    f"| {process} | {' / '.join(f'{m:.0f}' for m in idle)} "
+                    f"| {' / '.join(f'{m:.0f}' for m in after)} |"
+                )
         if "engine_scale" in self.extra:
             lines += ["", self.extra["engine_scale"]["text"]]
         if "orders_end_to_end" in self.extra:
@@ -367,7 +413,13 @@ def main(argv: list[str] | None = None) -> int:
     (out / "table.md").write_text(table + "\n")
     (out / "results.json").write_text(
         json.dumps(
-            {"rows": [msgspec.to_builtins(r) for r in bench.rows], "notes": bench.notes}
+            {
+                "rows": [msgspec.to_builtins(r) for r in bench.rows],
+                "notes": bench.notes,
+                "memory_mib": [
+                    {"process": p, "idle": idle, "after": after} for p, idle, after in bench.memory
+                ],
+            }
             | bench.extra,
             indent=2,
         )

@@ -22,6 +22,9 @@ class WrkResult(msgspec.Struct):
     max_ms: float
     errors: int
     note: str = ""
+    p95_ms: float = 0.0
+    #: CPU time of the server's worker processes per request (set by the caller), microseconds
+    cpu_us: int | None = None
 
 
 def run_wrk(
@@ -74,4 +77,5 @@ def run_wrk(
         p99_ms=raw["p99_us"] / 1000,
         max_ms=raw["max_us"] / 1000,
         errors=errors,
+        p95_ms=raw.get("p95_us", 0) / 1000,
     )

@@ -28,6 +28,7 @@ from service.api.recommendations import RecommendationController
 from service.api.rule_feedback import RuleFeedbackController
 from service.cds.plugin import CdsHooksPlugin
 from service.container import SANDBOX_MOUNT, Container, build_container
+from service.heap import settle_after_startup
 from service.labs.sandbox import sandbox_mount
 from service.labs.sandbox_config import SandboxConfig
 from service.logs import configure_logging, request_context_middleware
@@ -51,8 +52,10 @@ def create_app(
     lab_transport: httpx.AsyncBaseTransport | None = None,
     run_worker: bool | None = None,
     configure_logs: bool = True,
+    settle_heap: bool = False,
 ) -> Litestar:
-    """Build the ASGI app. ``run_worker`` overrides ``LABREC_DISPATCH_IN_PROCESS`` (tests)."""
+    """Build the ASGI app. ``run_worker`` overrides ``LABREC_DISPATCH_IN_PROCESS`` (tests);
+    ``settle_heap`` freezes the start-up heap (``service/heap.py``), for server processes."""
     settings = settings or load_settings()
     check_lab_choice(settings)  # no lab and no explicit sandbox: refuse (SettingsError)
     if configure_logs:
@@ -69,6 +72,8 @@ def create_app(
         if container.sandbox_token is not None and settings.sandbox_token is None:
             # `labrec serve` generates and prints the token itself (one for all its workers).
             print(f"labrec sandbox lab token (shown once): {container.sandbox_token}", flush=True)
+        if settle_heap:
+            settle_after_startup()
         stop = asyncio.Event()
         background = asyncio.create_task(run_background(container, stop)) if in_process else None
         try:
@@ -160,4 +165,4 @@ async def _create_demo(container: Container, settings: Settings) -> None:
 
 def app_from_env() -> Litestar:
     """Factory for granian: ``granian --interface asgi --factory service.app:app_from_env``."""
-    return create_app()
+    return create_app(settle_heap=True)

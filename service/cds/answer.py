@@ -1,7 +1,9 @@
 """Answering one hook call: find the therapy, gather the context, recommend, issue the card.
 
-The recommendation itself is the REST use case (``RecommendationService.recommend``): the CDS
-face only translates the hook into a ``RecommendationRequest`` and the stored result into a card.
+The recommendation itself is the REST use case (``RecommendationService.stage``): the CDS
+face only translates the hook into a ``RecommendationRequest`` and the result into a card. The
+stored recommendations, their audit rows and the issued cards of one call are one atomic write,
+group-committed with concurrent calls (and REST recommendations) before the EHR sees a card.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from service.cds.prefetch import Slot
 from service.cds.runtime import CdsRuntime
 from service.cds.translate import active_orders, translate
 from service.cds.wire import Card, CardsResponse, HookCall, operation_outcome
+from service.persistence.group_insert import Staging
 from service.usecases.errors import UseCaseError
 
 log = logging.getLogger("labrec.cds.answer")
@@ -69,10 +72,11 @@ async def answer_hook(
     today = container.clock().date()
     gates: list[Card] = []
     cards: list[Card] = []
+    staged = Staging()
     for therapy, draft in list(targets.items())[:MAX_CARDS]:
         translation = translate(catalog, therapy, draft, slots, today)
         try:
-            out = await container.recommendations.recommend(principal, translation.request)
+            out = container.recommendations.stage(principal, translation.request, staged)
         except UseCaseError as exc:
             # The translation only produces values the catalog accepts; if that ever breaks,
             # leave the card out rather than failing the EHR's workflow.
@@ -86,7 +90,8 @@ async def answer_hook(
             call=call,
             public_url=runtime.base_url,
         ):
-            await runtime.feedback.record_issued(
+            runtime.feedback.stage_issued(
+                staged,
                 principal,
                 card_uuid=issued.uuid,
                 service_id=service_id,
@@ -97,6 +102,8 @@ async def answer_hook(
                 suggestions=issued.suggestions,
             )
             (gates if issued.card.indicator == "critical" else cards).append(issued.card)
+    if staged.writes:
+        await container.recommendations.writes.commit(staged)
     # Safety gates first, whatever therapy they belong to.
     return HookAnswer(200, CardsResponse(cards=gates + cards))
 

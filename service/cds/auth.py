@@ -17,6 +17,7 @@ the token). ES256/RS256 are accepted beside the recommended ES384/RS384: the spe
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import logging
 import time
@@ -26,12 +27,14 @@ from typing import Any, Final
 import jwt
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from jwt.utils import base64url_decode
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.cds.clients import ClientRecord, ClientRegistry
 from service.cds.jwks import JwksCache, keys_of
 from service.domain.principal import Principal
-from service.persistence.cds import purge_expired_jti, remember_jti
+from service.persistence.cds import stage_jti_claim, stage_jti_purge
+from service.persistence.group_insert import GroupInserter, Staging
 
 log = logging.getLogger("labrec.cds.auth")
 
@@ -50,6 +53,7 @@ LIFETIME_LEEWAY_SECONDS: Final = 30
 _MAX_TOKEN: Final = 8192
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _PURGE_EVERY: Final = 300.0
+_MAX_CACHED_KEYS: Final = 256
 
 
 class CdsCaller(msgspec.Struct, frozen=True):
@@ -84,12 +88,15 @@ class CdsAuthenticator:
         jwks: JwksCache,
         *,
         now: Callable[[], float] = time.time,
+        writes: GroupInserter | None = None,
     ) -> None:
         self._sessions = sessions
         self._registry = registry
         self._jwks = jwks
         self._now = now
         self._last_purge = 0.0
+        #: jti claims are group-committed with other writes (one transaction for many calls)
+        self._writes = writes or GroupInserter(sessions)
 
     async def authenticate(
         self, authorization: str | None, audiences: Sequence[str]
@@ -103,11 +110,7 @@ class CdsAuthenticator:
 
     async def verify(self, authorization: str | None, audiences: Sequence[str]) -> CdsCaller:
         token = _bearer(authorization)
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise AuthFailure("malformed") from None
+        header, unverified = _unverified(token)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALGORITHMS:
             raise AuthFailure("algorithm")
@@ -167,11 +170,12 @@ class CdsAuthenticator:
         """Remember the jti until the token can no longer be used (exp plus leeway)."""
         expires = dt.datetime.fromtimestamp(float(exp) + LEEWAY_SECONDS, dt.UTC)
         now = self._now()
-        async with self._sessions() as session, session.begin():
-            if now - self._last_purge > _PURGE_EVERY:
-                self._last_purge = now
-                await purge_expired_jti(session, dt.datetime.fromtimestamp(now, dt.UTC))
-            return await remember_jti(session, iss, jti, expires)
+        staged = Staging()
+        stage_jti_claim(staged, iss, jti, expires)
+        if now - self._last_purge > _PURGE_EVERY:
+            self._last_purge = now
+            stage_jti_purge(staged, dt.datetime.fromtimestamp(now, dt.UTC))
+        return await self._writes.claim_and_commit(staged)
 
 
 def _check_lifetime(claims: dict[str, Any], now: float) -> None:
@@ -197,6 +201,27 @@ def _bearer(authorization: str | None) -> str:
     return token
 
 
+def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and payload, read once without checking anything but their shape: they only pick
+    the issuer and key; ``jwt.decode`` then checks the signature and claims of the same token."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise AuthFailure("malformed")
+    try:
+        header = msgspec.json.decode(base64url_decode(parts[0]))
+        payload = msgspec.json.decode(base64url_decode(parts[1]))
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise AuthFailure("malformed") from None
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise AuthFailure("malformed")
+    return header, payload
+
+
+#: (alg, the JWK's public members as sorted JSON) -> parsed key: a changed or rotated JWK is a
+#: new entry, so caching never keeps a key the registration or its JWKS no longer has.
+_PARSED_KEYS: dict[tuple[str, bytes], Any] = {}
+
+
 def _select_key(keys: list[dict[str, Any]], kid: str, alg: str) -> Any:
     """The single registered public key with this kid whose type (and curve) fit ``alg``."""
     matches = [key for key in keys if key.get("kid") == kid]
@@ -210,9 +235,19 @@ def _select_key(keys: list[dict[str, Any]], kid: str, alg: str) -> Any:
         raise AuthFailure("key")
     public = {name: value for name, value in jwk.items() if name not in _PRIVATE_MEMBERS}
     try:
+        cache_key = (alg, msgspec.json.encode(public, order="sorted"))
+    except (TypeError, msgspec.EncodeError):
+        raise AuthFailure("key") from None
+    key = _PARSED_KEYS.get(cache_key)
+    if key is not None:
+        return key
+    try:
         key = jwt.PyJWK(public, algorithm=alg).key
     except (jwt.PyJWTError, ValueError, TypeError, KeyError):
         raise AuthFailure("key") from None
     if isinstance(key, RSAPublicKey) and key.key_size < 2048:
         raise AuthFailure("key")
+    if len(_PARSED_KEYS) >= _MAX_CACHED_KEYS:
+        _PARSED_KEYS.clear()
+    _PARSED_KEYS[cache_key] = key
     return key

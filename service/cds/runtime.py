@@ -60,7 +60,12 @@ class CdsRuntime:
         return cls(
             container=container,
             registry=registry,
-            authenticator=CdsAuthenticator(container.sessions, registry, JwksCache(jwks_http)),
+            authenticator=CdsAuthenticator(
+                container.sessions,
+                registry,
+                JwksCache(jwks_http),
+                writes=container.recommendations.writes,  # jti claims share its transactions
+            ),
             reader=FhirReader(fhir_http, budget=budget, guard=guard),
             feedback=CdsFeedbackService(container.sessions, container.catalog, container.clock),
             _http=(fhir_http, jwks_http),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,7 @@ from service.persistence.cds_models import (
     CdsSuggestion,
     CdsSuggestionRule,
 )
+from service.persistence.group_insert import Staging
 
 
 async def upsert_cds_client(
@@ -74,37 +75,41 @@ async def active_cds_origins(session: AsyncSession) -> set[str]:
     return {origin for (origins,) in rows for origin in origins or [] if isinstance(origin, str)}
 
 
-async def remember_jti(session: AsyncSession, iss: str, jti: str, expires_at: dt.datetime) -> bool:
-    """Record a token id; False when this issuer already used it (a replay)."""
-    return await _insert_ignoring_duplicates(
-        session, CdsSeenJti, {"iss": iss, "jti": jti, "expires_at": expires_at}
-    )
+def stage_jti_claim(staged: Staging, iss: str, jti: str, expires_at: dt.datetime) -> None:
+    """The token id as ``staged``'s claim: its writes commit only if this issuer never used it
+    (the primary key makes it single-use across processes)."""
+    staged.claim(CdsSeenJti, {"iss": iss, "jti": jti, "expires_at": expires_at})
 
 
-async def purge_expired_jti(session: AsyncSession, now: dt.datetime) -> None:
-    await session.execute(delete(CdsSeenJti).where(CdsSeenJti.expires_at < now))
+def stage_jti_purge(staged: Staging, now: dt.datetime) -> None:
+    """Forget token ids whose tokens can no longer be used."""
+    staged.execute(_PURGE_JTI, {"purge_before": now})
 
 
-async def store_issued_card(
-    session: AsyncSession,
-    card: CdsCard,
-    suggestions: Sequence[tuple[CdsSuggestion, Sequence[str]]],
+_SEEN_JTI: Final[Table] = CdsSeenJti.__table__  # type: ignore[assignment]
+#: On the Table, not the entity: the ORM would read a list of parameters as a bulk delete by key.
+_PURGE_JTI: Final = delete(_SEEN_JTI).where(_SEEN_JTI.c.expires_at < bindparam("purge_before"))
+
+
+def stage_issued_card(
+    staged: Staging,
+    card: dict[str, Any],
+    suggestions: Sequence[tuple[dict[str, Any], Sequence[str]]],
 ) -> None:
-    """A card, its suggestions and the rules behind each suggestion."""
-    session.add(card)
-    await session.flush()
-    session.add_all([suggestion for suggestion, _ in suggestions])
-    await session.flush()
+    """A card, its suggestions and the rules behind each suggestion (column values)."""
+    staged.insert(CdsCard, card)
+    for suggestion, _ in suggestions:
+        staged.insert(CdsSuggestion, suggestion)
     for suggestion, rules in suggestions:
         for rule_id in dict.fromkeys(rules):
-            session.add(
-                CdsSuggestionRule(
-                    suggestion_uuid=suggestion.uuid,
-                    rule_id=rule_id,
-                    organisation_id=suggestion.organisation_id,
-                )
+            staged.insert(
+                CdsSuggestionRule,
+                {
+                    "suggestion_uuid": suggestion["uuid"],
+                    "rule_id": rule_id,
+                    "organisation_id": suggestion["organisation_id"],
+                },
             )
-    await session.flush()
 
 
 async def issued_card(
@@ -126,7 +131,7 @@ async def insert_feedback(session: AsyncSession, values: dict[str, Any]) -> bool
 
 
 async def _insert_ignoring_duplicates(
-    session: AsyncSession, table: type[CdsFeedback] | type[CdsSeenJti], values: dict[str, Any]
+    session: AsyncSession, table: type[CdsFeedback], values: dict[str, Any]
 ) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING (SQLite and PostgreSQL); True when a row was written."""
     dialect = session.get_bind().dialect.name

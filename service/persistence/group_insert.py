@@ -8,6 +8,12 @@ one commit (and one round trip per statement, as an executemany) carries dozens 
 an idle service waits for nobody. Statements run in the order they were first staged. If a batch
 fails, its requests are retried one by one, each in its own transaction, so only the request at
 fault sees the error (and nothing of it is committed).
+
+A staging may also *claim* a unique row (``Staging.claim``: the CDS face's JWT ids): its writes
+commit only if that row is new, and ``GroupInserter.claim_and_commit`` says whether it was. The
+claims of a batch are one ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` in the same transaction,
+so uniqueness is the database's, across processes; the same key twice in one batch is won by the
+first.
 """
 
 from __future__ import annotations
@@ -17,21 +23,31 @@ import contextlib
 from typing import Any, Final, Generic, TypeVar
 
 from sqlalchemy import Executable, Table, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
 _MAX_BATCH: Final = 256
 _INSERTS: dict[Table, Executable] = {}
+_CLAIMS: dict[tuple[Table, str], Executable] = {}
 
 
 class Staging:
     """The writes of one request (plain values, no ORM instances: those cost more than the SQL),
     committed together by ``GroupInserter.commit``."""
 
-    __slots__ = ("writes",)
+    __slots__ = ("claimed", "writes")
 
     def __init__(self) -> None:
         self.writes: list[tuple[Executable, dict[str, Any]]] = []
+        #: (table, row, primary key): the row that must be new for the writes to commit
+        self.claimed: tuple[Table, dict[str, Any], tuple[Any, ...]] | None = None
+
+    def claim(self, model: type[DeclarativeBase], values: dict[str, Any]) -> None:
+        """Commit the writes only if no row with this primary key exists (one claim a staging)."""
+        table: Table = model.__table__  # type: ignore[assignment]
+        self.claimed = (table, values, tuple(values[c.name] for c in table.primary_key))
 
     def insert(self, model: type[DeclarativeBase], values: dict[str, Any]) -> None:
         table: Table = model.__table__  # type: ignore[assignment]
@@ -124,10 +140,7 @@ def _fail(batch: list[tuple[In, asyncio.Future[Out]]], error: Exception) -> None
             done.set_exception(error)
 
 
-Writes = list[tuple[Executable, dict[str, Any]]]
-
-
-class GroupInserter(Batcher[Writes, None]):
+class GroupInserter(Batcher[Staging, bool]):
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], max_batch: int = _MAX_BATCH
     ) -> None:
@@ -136,16 +149,53 @@ class GroupInserter(Batcher[Writes, None]):
 
     async def commit(self, staging: Staging) -> None:
         """Run the staged writes; returns when committed, raises what they raised."""
-        await self.submit(staging.writes)
+        await self.submit(staging)
 
-    async def _run(self, items: list[Writes]) -> list[None]:
-        # Per statement (in first-staged order), one executemany per set of parameter names.
-        groups: dict[Executable, dict[frozenset[str], list[dict[str, Any]]]] = {}
-        for writes in items:
-            for statement, params in writes:
-                groups.setdefault(statement, {}).setdefault(frozenset(params), []).append(params)
+    async def claim_and_commit(self, staging: Staging) -> bool:
+        """Like ``commit``; False (and nothing written) when the claimed row already existed."""
+        return await self.submit(staging)
+
+    async def _run(self, items: list[Staging]) -> list[bool]:
         async with self._sessions() as session, session.begin():
+            won = await _claim(session, items)
+            # Per statement (in first-staged order), one executemany per set of parameter names.
+            groups: dict[Executable, dict[frozenset[str], list[dict[str, Any]]]] = {}
+            for staging, ok in zip(items, won, strict=True):
+                if ok:
+                    for statement, params in staging.writes:
+                        variants = groups.setdefault(statement, {})
+                        variants.setdefault(frozenset(params), []).append(params)
             for statement, variants in groups.items():
                 for params_list in variants.values():
                     await session.execute(statement, params_list)
-        return [None] * len(items)
+        return won
+
+
+async def _claim(session: AsyncSession, items: list[Staging]) -> list[bool]:
+    """Insert the batch's claimed rows; which stagings won theirs (True when none claimed)."""
+    won = [True] * len(items)
+    first: dict[Table, dict[tuple[Any, ...], tuple[int, dict[str, Any]]]] = {}
+    for i, staging in enumerate(items):
+        if staging.claimed is not None:
+            table, values, key = staging.claimed
+            seen = first.setdefault(table, {})
+            if key in seen:
+                won[i] = False  # the same key earlier in this batch has it
+            else:
+                seen[key] = (i, values)
+    dialect = session.get_bind().dialect.name
+    for table, seen in first.items():
+        statement = _CLAIMS.get((table, dialect))
+        if statement is None:
+            insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+            statement = _CLAIMS[table, dialect] = (
+                insert_(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+            )
+        # In key order: two batches claiming overlapping keys never wait on each other in a cycle.
+        keys = sorted(seen)
+        rows = await session.execute(statement, [seen[key][1] for key in keys])
+        inserted = {tuple(row) for row in rows}
+        for key in keys:
+            if key not in inserted:
+                won[seen[key][0]] = False
+    return won

@@ -46,9 +46,7 @@ async def list_orders(
     )
 
 
-def _detail(
-    ui: Ui, order: OrderOut, error: str | None = None, status_code: int = 200
-) -> Template:
+def _detail(ui: Ui, order: OrderOut, error: str | None = None, status_code: int = 200) -> Template:
     return ui.page(
         "order.html",
         status_code,
@@ -68,8 +66,9 @@ async def show_order(ui: Ui, order_id: FromPath[str]) -> Template:
 
 @get("/orders/{order_id:str}/status", name="ui:order-status")
 async def order_status(ui: Ui, order_id: FromPath[str]) -> Template:
-    """The live part of the order page, polled by static/ui.js."""
-    order = await ui.container.orders.get(ui.principal, _order_id(order_id))
+    """The live part of the order page, polled by static/ui.js every 2 s: a status-only read
+    (no patient data), so the page view is audited once, not every poll."""
+    order = await ui.container.orders.status(ui.principal, _order_id(order_id))
     return Template(
         template_name="_order_status.html",
         context={"order": order, "final": order.status in TERMINAL},

@@ -20,9 +20,9 @@ from service.persistence.cds import (
     insert_feedback,
     issued_card,
     rule_feedback_counts,
-    store_issued_card,
+    stage_issued_card,
 )
-from service.persistence.cds_models import CdsCard, CdsSuggestion
+from service.persistence.group_insert import Staging
 from service.usecases.clock import Clock
 from service.usecases.errors import NotFound
 
@@ -79,8 +79,9 @@ class CdsFeedbackService:
         self._catalog = catalog
         self._clock = clock
 
-    async def record_issued(
+    def stage_issued(
         self,
+        staged: Staging,
         principal: Principal,
         *,
         card_uuid: str,
@@ -91,34 +92,34 @@ class CdsFeedbackService:
         therapy: str,
         suggestions: Sequence[IssuedSuggestion],
     ) -> None:
+        """Adds the issued card to ``staged``, which also holds the recommendation it cites."""
         org = principal.organisation_id
-        async with self._sessions() as session, session.begin():
-            await store_issued_card(
-                session,
-                CdsCard(
-                    uuid=card_uuid,
-                    organisation_id=org,
-                    service_id=service_id,
-                    hook=hook,
-                    hook_instance=hook_instance[:128],
-                    recommendation_id=recommendation_id,
-                    therapy=therapy,
-                    created_at=self._clock(),
-                ),
-                [
-                    (
-                        CdsSuggestion(
-                            uuid=s.uuid,
-                            card_uuid=card_uuid,
-                            organisation_id=org,
-                            panel_id=s.panel_id,
-                            priority=s.priority,
-                        ),
-                        s.rules,
-                    )
-                    for s in suggestions
-                ],
-            )
+        stage_issued_card(
+            staged,
+            {
+                "uuid": card_uuid,
+                "organisation_id": org,
+                "service_id": service_id,
+                "hook": hook,
+                "hook_instance": hook_instance[:128],
+                "recommendation_id": recommendation_id,
+                "therapy": therapy,
+                "created_at": self._clock(),
+            },
+            [
+                (
+                    {
+                        "uuid": s.uuid,
+                        "card_uuid": card_uuid,
+                        "organisation_id": org,
+                        "panel_id": s.panel_id,
+                        "priority": s.priority,
+                    },
+                    s.rules,
+                )
+                for s in suggestions
+            ],
+        )
 
     async def record(
         self, principal: Principal, service_id: str, items: Sequence[FeedbackItem]

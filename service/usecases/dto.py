@@ -287,6 +287,17 @@ class OrderOut(msgspec.Struct, frozen=True):
     attempts: list[AttemptOut] = msgspec.field(default_factory=list)
 
 
+class OrderStatusOut(msgspec.Struct, frozen=True):
+    """Where an order stands, without patient or practitioner data (the UI's live status)."""
+
+    id: str
+    status: str
+    updated_at: dt.datetime
+    lab_order_id: str | None = None
+    status_detail: str | None = None
+    attempts: list[AttemptOut] = msgspec.field(default_factory=list)
+
+
 class OrderSummaryOut(msgspec.Struct, frozen=True):
     id: str
     status: str

@@ -28,6 +28,7 @@ from service.usecases.dto import (
     OrderPage,
     OrderPanelOut,
     OrderRequest,
+    OrderStatusOut,
     OrderSummaryOut,
     PatientIn,
     PractitionerIn,
@@ -200,6 +201,40 @@ class OrderService:
             order = await self._owned(session, principal, order_id, "order.read")
             attempts = await repo.attempts_of(session, order.id)
             return order_out(order, attempts)
+
+    async def status(self, principal: Principal, order_id: str) -> OrderStatusOut:
+        """Status, lab id and attempts of the caller's own order, for a page that polls it.
+
+        Carries no patient data, so a successful read is not an audit event (the page view that
+        shows the patient is: ``get``); asking for an order that is not the caller's still is.
+        """
+        async with self._sessions() as session:
+            order = await repo.get_order(session, principal.organisation_id, order_id)
+            attempts = await repo.attempts_of(session, order.id) if order is not None else []
+        if order is None:
+            async with self._sessions() as session, session.begin():
+                record_audit(
+                    session,
+                    principal=principal,
+                    action="order.status",
+                    object_type="order",
+                    object_id=order_id[:64],
+                    patient_reference=None,
+                    outcome="not_found",
+                    now=self._clock(),
+                )
+            raise NotFound(f"No order {order_id} in your organisation.")
+        return OrderStatusOut(
+            id=order.id,
+            status=order.status,
+            updated_at=order.updated_at,
+            lab_order_id=order.lab_order_id,
+            status_detail=order.status_detail,
+            attempts=[
+                AttemptOut(at=a.at, kind=a.kind, outcome=a.outcome, detail=a.detail)
+                for a in attempts
+            ],
+        )
 
     async def list(
         self,

@@ -313,20 +313,35 @@ class RecommendationService:
     """Runs the engine and stores each result so an order can cite it later."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], catalog: Catalog, clock: Clock
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog: Catalog,
+        clock: Clock,
+        writes: GroupInserter | None = None,
     ) -> None:
         self._sessions = sessions
         self._catalog = catalog
         self._clock = clock
-        self._store = GroupInserter(sessions)  # one commit for many concurrent requests
+        #: One commit for many concurrent requests; the CDS face commits its answers through it
+        #: too, so this process writes one transaction at a time (SQLite has a single writer).
+        self.writes = writes or GroupInserter(sessions)
 
     async def recommend(
         self, principal: Principal, request: RecommendationRequest
     ) -> RecommendationOut:
+        staged = Staging()
+        out = self.stage(principal, request, staged)
+        await self.writes.commit(staged)
+        return out
+
+    def stage(
+        self, principal: Principal, request: RecommendationRequest, staged: Staging
+    ) -> RecommendationOut:
+        """The recommendation, with its stored row and audit row added to ``staged``: the caller
+        commits them (with its own rows) before it shows the answer to anyone."""
         now = self._clock()
         context, result = run_recommendation(self._catalog, request, now)
         out = present(new_recommendation_id(), context.therapy, result, now)
-        staged = Staging()
         staged.insert(
             StoredRecommendation,
             {
@@ -351,7 +366,6 @@ class RecommendationService:
                 now=now,
             ),
         )
-        await self._store.commit(staged)
         return out
 
     async def get(

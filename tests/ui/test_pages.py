@@ -6,6 +6,9 @@ import asyncio
 import re
 from typing import Any
 
+from sqlalchemy import select
+
+from service.persistence.models import AuditRecord
 from tests.ui.helpers import (
     csrf_of,
     hidden_fields,
@@ -70,9 +73,7 @@ async def test_form_errors_sit_next_to_their_fields_in_plain_words(ui) -> None:
     client, _, csrf = await _signed_in(ui)
     response = await client.post(
         "/ui/recommendations",
-        data=recommendation_form(
-            csrf, sex="", age="231", condition=["depression?", "", ""]
-        ),
+        data=recommendation_form(csrf, sex="", age="231", condition=["depression?", "", ""]),
     )
     assert response.status_code == 422
     assert 'id="sex-error"' in response.text and "Choose the patient&#39;s sex" in response.text
@@ -198,3 +199,48 @@ async def test_ui_errors_are_html_and_ui_is_not_in_openapi(ui) -> None:
     assert not [p for p in schema["paths"] if p.startswith("/ui") or p == "/"]
     root = await client.get("/")
     assert root.status_code == 303 and root.headers["location"] == "/ui/"
+
+
+async def _order_audit(container: Any, action: str, **where: Any) -> list[Any]:
+    async with container.sessions() as session:
+        query = select(AuditRecord).where(AuditRecord.action == action)
+        for column, value in where.items():
+            query = query.where(getattr(AuditRecord, column) == value)
+        return list((await session.execute(query)).scalars())
+
+
+async def test_the_page_view_is_audited_and_its_polls_are_not(ui) -> None:
+    """The order page polls its status every 2 s: one order.read per view, none per poll."""
+    client, _, order_path = await _place(ui)
+    container = ui[1]
+    order_id = order_path.rsplit("/", 1)[1]
+    page = await client.get(order_path)
+    assert page.status_code == 200 and "Silva" in page.text
+    reads = await _order_audit(container, "order.read", object_id=order_id)
+    assert [(r.outcome, r.patient_reference) for r in reads] == [("success", "ehr-patient-12345")]
+    for _ in range(5):
+        poll = await client.get(f"{order_path}/status")
+        assert poll.status_code == 200 and 'data-status="queued"' in poll.text
+        assert "Silva" not in poll.text and "Ana" not in poll.text and "1990" not in poll.text
+        assert "ehr-patient-12345" not in poll.text, "a status poll carries no patient data"
+    assert len(await _order_audit(container, "order.read", object_id=order_id)) == 1
+    assert await _order_audit(container, "order.status") == []
+    await client.get(order_path)  # the next page view is audited again
+    assert len(await _order_audit(container, "order.read", object_id=order_id)) == 2
+
+
+async def test_status_polls_stay_access_controlled_and_refusals_are_audited(ui) -> None:
+    _, _, order_path = await _place(ui)
+    container = ui[1]
+    order_id = order_path.rsplit("/", 1)[1]
+    other, _, _ = await _signed_in(ui)
+    assert (await other.get(f"{order_path}/status")).status_code == 404
+    refused = await _order_audit(container, "order.status", object_id=order_id)
+    assert [r.outcome for r in refused] == ["not_found"]
+    assert refused[0].patient_reference is None
+    owner_org = (await _order_audit(container, "order.create", object_id=order_id))[0]
+    assert refused[0].organisation_id != owner_org.organisation_id
+    other.cookies.clear()
+    signed_out = await other.get(f"{order_path}/status")
+    assert signed_out.status_code in (302, 303, 401)
+    assert "data-status" not in signed_out.text
