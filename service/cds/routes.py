@@ -14,6 +14,7 @@ from litestar import Request, Response, get, post
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath
 
+from service.api.request import JsonTooDeep
 from service.cds.answer import answer_hook
 from service.cds.auth import CdsCaller
 from service.cds.discovery import DISCOVERY, SERVICES
@@ -63,6 +64,14 @@ def _unknown_service() -> Response[bytes]:
     return _json(404, operation_outcome("not-found", "No CDS service with this id."))
 
 
+def _too_deep(_request: Request[Any, Any, Any], exc: JsonTooDeep) -> Response[bytes]:
+    """Raised by the app's request class as the body is read; answered the CDS way."""
+    return _json(400, operation_outcome("structure", exc.detail))
+
+
+_EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {JsonTooDeep: _too_deep}
+
+
 def cds_route_handlers(settings: Settings) -> list[BaseRouteHandler]:
     body_limit = settings.cds_max_body_bytes
 
@@ -77,6 +86,7 @@ def cds_route_handlers(settings: Settings) -> list[BaseRouteHandler]:
         include_in_schema=False,
         status_code=200,
         request_max_body_size=body_limit,
+        exception_handlers=_EXCEPTION_HANDLERS,
     )
     async def call_service(
         request: Request[Any, Any, Any], service_id: FromPath[str]
@@ -110,6 +120,7 @@ def cds_route_handlers(settings: Settings) -> list[BaseRouteHandler]:
         include_in_schema=False,
         status_code=200,
         request_max_body_size=body_limit,
+        exception_handlers=_EXCEPTION_HANDLERS,
     )
     async def feedback(
         request: Request[Any, Any, Any], service_id: FromPath[str]
