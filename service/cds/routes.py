@@ -14,7 +14,7 @@ from litestar import Request, Response, get, post
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath
 
-from service.api.request import JsonTooDeep
+from service.api.request import UnreadableRequest
 from service.cds.answer import answer_hook
 from service.cds.auth import CdsCaller
 from service.cds.discovery import DISCOVERY, SERVICES
@@ -64,18 +64,23 @@ def _unknown_service() -> Response[bytes]:
     return _json(404, operation_outcome("not-found", "No CDS service with this id."))
 
 
-def _too_deep(_request: Request[Any, Any, Any], exc: JsonTooDeep) -> Response[bytes]:
-    """Raised by the app's request class as the body is read; answered the CDS way."""
+def _unreadable(_request: Request[Any, Any, Any], exc: UnreadableRequest) -> Response[bytes]:
+    """Raised by the app's request checks (service/api/request.py); answered the CDS way."""
     return _json(400, operation_outcome("structure", exc.detail))
 
 
-_EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {JsonTooDeep: _too_deep}
+_EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {UnreadableRequest: _unreadable}
 
 
 def cds_route_handlers(settings: Settings) -> list[BaseRouteHandler]:
     body_limit = settings.cds_max_body_bytes
 
-    @get("/cds-services", include_in_schema=False, cache=False)
+    @get(
+        "/cds-services",
+        include_in_schema=False,
+        cache=False,
+        exception_handlers=_EXCEPTION_HANDLERS,
+    )
     async def discovery(request: Request[Any, Any, Any]) -> Response[bytes]:
         if await _caller(request, "/cds-services") is None:
             return _unauthorized()
