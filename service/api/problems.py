@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from typing import Any, Final
 
 import msgspec
@@ -75,7 +76,8 @@ def problem(
         "title": title or _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
-        "instance": request.scope.get("state", {}).get("request_id") or request.url.path,
+        # The request id; never the path, which can hold whatever the client put there.
+        "instance": request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex,
     }
     if errors:
         body["errors"] = errors

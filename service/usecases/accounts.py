@@ -24,7 +24,14 @@ from service.persistence.audit import record_audit
 from service.persistence.organisations import organisation_by_name
 from service.persistence.ui_models import User
 from service.usecases.clock import Clock
-from service.usecases.errors import Conflict, InvalidInput, NotFound, UseCaseError, field_error
+from service.usecases.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    UseCaseError,
+    field_error,
+    shown,
+)
 
 MAX_FAILED_ATTEMPTS: Final = 5
 LOCK_DURATION: Final = dt.timedelta(minutes=15)
@@ -122,7 +129,7 @@ class AccountService:
             async with self._sessions() as session, session.begin():
                 org = await organisation_by_name(session, organisation)
                 if org is None:
-                    raise NotFound(f"No organisation '{organisation}'.")
+                    raise NotFound(f"No organisation {shown(organisation)}.")
                 user = await repo.create_user(
                     session,
                     organisation_id=org.id,

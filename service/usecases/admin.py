@@ -11,7 +11,7 @@ from service.persistence.audit_reads import list_audit
 from service.persistence.models import ApiKey
 from service.usecases.clock import Clock
 from service.usecases.dto import ApiKeyOut, AuditPage, AuditRecordOut, NewApiKeyOut
-from service.usecases.errors import Forbidden, InvalidInput, NotFound, field_error
+from service.usecases.errors import Forbidden, InvalidInput, NotFound, field_error, shown
 
 
 class AdminService:
@@ -121,7 +121,7 @@ class AdminService:
     async def _key(self, session: AsyncSession, principal: Principal, key_id: str) -> ApiKey:
         row = await organisations.api_key_in(session, principal.organisation_id, key_id)
         if row is None:
-            raise NotFound(f"No API key {key_id[:64]} in your organisation.")
+            raise NotFound(f"No API key {shown(key_id)} in your organisation.")
         return row
 
     def _audit(

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Final
+
+#: What an echoed value must look like: a catalog id, a code, a UUID. Free text (a name typed
+#: into the wrong field, a note, markup) is never repeated back: it may be patient data, and it
+#: would land in logs, proxies and screens that were never meant to hold it.
+_IDENTIFIER: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class UseCaseError(Exception):
@@ -52,6 +58,12 @@ class IdempotencyInProgress(UseCaseError):
     status = 409
     type_slug = "idempotency-request-in-progress"
     title = "A request with this Idempotency-Key is still being processed"
+
+
+def shown(value: object) -> str:
+    """A submitted value as an error message may show it: quoted if identifier-shaped, else not."""
+    text = str(value)
+    return f"'{text}'" if _IDENTIFIER.fullmatch(text) else "(a value that is not an id)"
 
 
 def field_error(path: str, message: str) -> dict[str, Any]:
