@@ -14,6 +14,7 @@ from service.labs.client import FhirLabClient
 from service.labs.webhooks import new_secret, validate_secret
 from service.persistence.database import create_engine, session_factory
 from service.persistence.key_cache import ApiKeyCache
+from service.persistence.refusals import RefusalLog
 from service.rate_limit import TokenBuckets
 from service.settings import Settings
 from service.usecases.admin import AdminService
@@ -37,12 +38,17 @@ class Container:
     webhook_secret: str
     api_rate_limit: TokenBuckets
     api_keys: ApiKeyCache
+    #: Refused credentials per client address: a budget (429 beyond it, before any database
+    #: work) and their aggregated audit rows.
+    refusal_limit: TokenBuckets
+    refusals: RefusalLog
 
     @property
     def uses_builtin_sandbox(self) -> bool:
         return self.settings.lab_base_url is None
 
     async def aclose(self) -> None:
+        await self.refusals.aclose()
         await self.lab.aclose()
         await self.engine.dispose()
 
@@ -84,4 +90,8 @@ def build_container(
         webhook_secret=settings.lab_webhook_secret or new_secret(),
         api_rate_limit=TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst),
         api_keys=ApiKeyCache(sessions, settings.api_key_cache_seconds),
+        refusal_limit=TokenBuckets(
+            settings.auth_refusals_per_minute / 60, settings.auth_refusals_per_minute
+        ),
+        refusals=RefusalLog(sessions, clock),
     )
