@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.cds.clients import ClientRecord, ClientRegistry
 from service.cds.jwks import JwksCache, keys_of
 from service.domain.principal import Principal
+from service.domain.text import has_control_characters
 from service.persistence.cds import purge_expired_jti, remember_jti
 
 log = logging.getLogger("labrec.cds.auth")
@@ -108,7 +109,7 @@ class CdsAuthenticator:
         if not isinstance(kid, str) or not 0 < len(kid) <= 256:
             raise AuthFailure("kid")
         iss = unverified.get("iss")
-        if not isinstance(iss, str) or not 0 < len(iss) <= 255:
+        if not isinstance(iss, str) or not 0 < len(iss) <= 255 or has_control_characters(iss):
             raise AuthFailure("issuer")
         client = await self._registry.by_iss(iss)
         if client is None:
@@ -136,7 +137,7 @@ class CdsAuthenticator:
         except jwt.PyJWTError:
             raise AuthFailure("claims") from None
         jti = claims["jti"]
-        if not isinstance(jti, str) or not 0 < len(jti) <= 255:
+        if not isinstance(jti, str) or not 0 < len(jti) <= 255 or has_control_characters(jti):
             raise AuthFailure("jti")
         if not await self._first_use(iss, jti, claims["exp"]):
             raise AuthFailure("replay")

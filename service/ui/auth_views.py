@@ -13,6 +13,7 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
+from service.domain.text import has_control_characters
 from service.ui.context import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -104,7 +105,7 @@ async def login_submit(
             next_path=next_path,
         )
     errors = {}
-    if not email:
+    if not email or has_control_characters(email):
         errors["email"] = "Enter your email address."
     if not password:
         errors["password"] = "Enter your password."  # noqa: S105 (a message, not a secret)

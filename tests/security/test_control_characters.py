@@ -228,3 +228,23 @@ async def test_cds_refuses_control_characters_in_stored_strings(app) -> None:
     async with container.sessions() as session:
         rows = await session.execute(select(AuditRecord.object_id))
         assert all("\x00" not in (value or "") for value in rows.scalars())
+
+
+@pytest.mark.parametrize("claim", ["iss", "jti"])
+async def test_cds_tokens_with_control_characters_are_401(app, claim: str) -> None:
+    """iss is looked up before the signature is checked, jti stored after: neither may hold NUL."""
+    client, container = app
+    ehr = await register_ehr(container)
+    path = f"/cds-services/{SERVICE_FOR['order-select']}"
+    headers = ehr.headers(path, **{claim: "a\x00b"})
+    response = await client.post(path, json=hook_request(), headers=headers)
+    assert response.status_code == 401, response.text
+
+
+async def test_ui_sign_in_refuses_control_characters_in_the_email(database_url: str) -> None:
+    async with running_app(make_settings(database_url), run_worker=False) as (client, container):
+        _, email = await make_user(container)
+        response = await sign_in(client, f"{email}\x00")
+        assert response.status_code == 422
+        assert response.headers["content-type"].startswith("text/html")
+        assert (await sign_in(client, email)).status_code == 303
