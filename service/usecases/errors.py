@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-#: What an echoed value must look like: a catalog id, a code, a UUID. Free text (a name typed
-#: into the wrong field, a note, markup) is never repeated back: it may be patient data, and it
-#: would land in logs, proxies and screens that were never meant to hold it.
-_IDENTIFIER: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: What an echoed value must look like: a lower-case catalog id or UUID, or an upper-case code
+#: with a digit in it (ICD-10 ``F33.2``, LOINC ``24356-8``, RxNorm ``6130``). Free text (a name
+#: typed into the wrong field, a note, markup) is never repeated back: it may be patient data,
+#: and it would land in logs, proxies and screens that were never meant to hold it.
+_IDENTIFIER: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}|(?=.*[0-9])[A-Z0-9][A-Z0-9.-]{0,19}")
 
 
 class UseCaseError(Exception):
