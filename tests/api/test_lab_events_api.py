@@ -46,10 +46,14 @@ async def _deliver(
     secret: str = SECRET,
     msg_id: str | None = None,
     at: dt.datetime | None = None,
+    skew: dt.timedelta | None = None,
     tamper: bool = False,
 ):
     headers = sign_event(
-        secret, msg_id or f"msg_{uuid.uuid4().hex}", at or dt.datetime.now(dt.UTC), body
+        secret,
+        msg_id or f"msg_{uuid.uuid4().hex}",
+        at or dt.datetime.now(dt.UTC) + (skew or dt.timedelta()),
+        body,
     )
     sent = body.replace(b"ACC-1", b"ACC-2") if tamper else body
     return await client.post(
@@ -76,8 +80,8 @@ async def test_valid_event_moves_the_order(api) -> None:
     [
         {"tamper": True},
         {"secret": new_secret()},
-        {"at": dt.datetime.now(dt.UTC) - dt.timedelta(minutes=6)},
-        {"at": dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)},
+        {"skew": dt.timedelta(minutes=-6)},  # from the moment of sending, not of collection
+        {"skew": dt.timedelta(minutes=6)},
     ],
     ids=["tampered-body", "wrong-secret", "stale", "future"],
 )
