@@ -25,6 +25,7 @@ from service.api.lab_events import LabEventController
 from service.api.orders import OrderController
 from service.api.problems import EXCEPTION_HANDLERS
 from service.api.recommendations import RecommendationController
+from service.api.request import LabrecRequest, reject_control_characters
 from service.api.rule_feedback import RuleFeedbackController
 from service.cds.plugin import CdsHooksPlugin
 from service.container import SANDBOX_MOUNT, Container, build_container
@@ -119,7 +120,8 @@ def create_app(
         template_config=ui_template_config(),
         lifespan=lifespans,
         plugins=[CdsHooksPlugin(settings)],  # /cds-services (service/cds/)
-        middleware=[request_context_middleware],
+        middleware=[request_context_middleware, reject_control_characters],
+        request_class=LabrecRequest,  # refuses over-deep JSON bodies on every face
         before_send=[response_headers],  # no-store on /v1 and CDS, no Granian banner
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

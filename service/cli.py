@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     from service.cli_cds import add_cds_client_parser  # EHRs allowed to call CDS Hooks
 
     add_cds_client_parser(commands)
+
+    from service.cli_audit import add_audit_parser  # refused credentials, for operators
+
+    add_audit_parser(commands)
     return parser
 
 
@@ -308,6 +312,12 @@ def _cds_client(args: argparse.Namespace, settings: Settings) -> int:
     return run_cds_client(args, settings)
 
 
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    from service.cli_audit import run_audit
+
+    return run_audit(args, settings)
+
+
 _COMMANDS = {
     "serve": _serve,
     "worker": _worker,
@@ -320,6 +330,7 @@ _COMMANDS = {
     "sandbox-lab": _sandbox_lab,
     "user": _user,
     "cds-client": _cds_client,
+    "audit": _audit,
 }
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from service.labs.client import FhirLabClient
 from service.labs.webhooks import new_secret, validate_secret
 from service.persistence.database import create_engine, session_factory
 from service.persistence.key_cache import ApiKeyCache
+from service.persistence.refusals import RefusalLog
 from service.rate_limit import TokenBuckets
 from service.settings import Settings, uses_sandbox
 from service.usecases.admin import AdminService
@@ -38,6 +39,10 @@ class Container:
     webhook_secret: str
     api_rate_limit: TokenBuckets
     api_keys: ApiKeyCache
+    #: Refused credentials per client address: a budget (429 beyond it, before any database
+    #: work) and their aggregated audit rows.
+    refusal_limit: TokenBuckets
+    refusals: RefusalLog
 
     #: Bearer token the built-in sandbox lab requires on every route (None: no sandbox mounted)
     sandbox_token: str | None = None
@@ -47,6 +52,7 @@ class Container:
         return self.sandbox_token is not None
 
     async def aclose(self) -> None:
+        await self.refusals.aclose()
         await self.lab.aclose()
         await self.engine.dispose()
 
@@ -93,4 +99,8 @@ def build_container(
         api_rate_limit=TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst),
         api_keys=ApiKeyCache(sessions, settings.api_key_cache_seconds),
         sandbox_token=sandbox_token,
+        refusal_limit=TokenBuckets(
+            settings.auth_refusals_per_minute / 60, settings.auth_refusals_per_minute
+        ),
+        refusals=RefusalLog(sessions, clock),
     )

@@ -22,6 +22,14 @@ class TokenBuckets:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def wait(self, key: str, now: float | None = None) -> int:
+        """Seconds until ``key`` has a token again (0: it has one now); spends nothing."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - last) * self._rate)
+        return 0 if tokens >= 1 else max(1, math.ceil((1 - tokens) / self._rate))
+
     def take(self, key: str, now: float | None = None) -> int:
         """Spend one token; returns 0 when allowed, else the seconds to wait (Retry-After)."""
         now = time.monotonic() if now is None else now

@@ -56,6 +56,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: Requests per second each API key may make (token bucket, per process), and its burst.
     rate_limit_per_second: PositiveFloat = 50.0
     rate_limit_burst: PositiveFloat = 100.0
+    #: Refused credentials (no, unknown or revoked API key) per client address and minute before
+    #: that address gets 429 without any database work (also the burst), per process.
+    auth_refusals_per_minute: PositiveFloat = 60.0
     #: Seconds a valid API key stays cached per process (0 = off): a revoked key works that long.
     api_key_cache_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     #: CDS Hooks: hard time budget (seconds) for reads from an EHR's ``fhirServer`` per hook call.

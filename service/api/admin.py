@@ -44,7 +44,7 @@ class ApiKeyController(Controller):
         "/{key_id:str}/revoke",
         summary="Revoke a key; it stops working at once",
         status_code=200,
-        responses=problem_responses(401, 403, 404, 429),
+        responses=problem_responses(400, 401, 403, 404, 429),
     )
     async def revoke_key(
         self,
@@ -58,7 +58,7 @@ class ApiKeyController(Controller):
         "/{key_id:str}/rotate",
         summary="Replace a key with a new one of the same role",
         status_code=201,
-        responses=problem_responses(401, 403, 404, 422, 429),
+        responses=problem_responses(400, 401, 403, 404, 422, 429),
     )
     async def rotate_key(
         self,

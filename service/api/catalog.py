@@ -11,7 +11,7 @@ from service.api.deps import container_of
 from service.api.problems import problem_responses
 from service.domain.vocabulary import SpecimenType, Tier
 from service.usecases.dto import PanelDetailOut, PanelOut, TherapyOut
-from service.usecases.errors import NotFound
+from service.usecases.errors import NotFound, shown
 from service.usecases.recommendations import panel_detail_out, panel_out
 
 
@@ -58,7 +58,7 @@ class CatalogController(Controller):
         panel = container_of(request).catalog.panels.get(panel_id)
         if panel is None:
             raise NotFound(
-                f"No panel '{panel_id[:64]}' in the catalog; see GET /v1/catalog/panels."
+                f"No panel {shown(panel_id)} in the catalog; see GET /v1/catalog/panels."
             )
         return panel_detail_out(panel)
 

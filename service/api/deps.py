@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from litestar import Request
 from litestar.connection import ASGIConnection
@@ -11,7 +11,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from service.container import Container
 from service.domain.principal import Principal
-from service.persistence.audit import record_audit
+from service.persistence.refusals import client_key
 from service.usecases.errors import RateLimited
 
 
@@ -26,15 +26,22 @@ async def require_api_key(
     """Guard for every /v1 route: a missing, unknown or revoked key is a 401.
 
     The organisation comes only from the key; the principal is kept in the request state.
+    Refusals are limited per client address: once an address has spent its budget, a key this
+    process does not already hold as valid is refused with 429 before any database work, and
+    every refusal is audited as part of a per-minute aggregate (persistence/refusals.py).
     """
     container = container_of(connection)
+    address = client_key(connection.client.host if connection.client else None)
     raw = connection.headers.get("x-api-key")
     key = None
     if raw and len(raw) <= 128:
-        key = await container.api_keys.find(raw)  # cached briefly: see persistence/key_cache.py
+        key = container.api_keys.cached(raw)
+        if key is None:
+            if wait := container.refusal_limit.wait(address):
+                _refuse(container, address, wait)
+            key = await container.api_keys.find(raw)  # cached briefly: see persistence/key_cache
     if key is None:
-        await _audit_denied(container, connection)
-        raise NotAuthorizedException("Send a valid API key in the X-API-Key header.")
+        _refuse(container, address, container.refusal_limit.take(address))
     if wait := container.api_rate_limit.take(key.id):
         raise RateLimited(
             f"This API key is limited to {container.settings.rate_limit_per_second:g} requests "
@@ -51,22 +58,17 @@ async def require_api_key(
     )
 
 
-async def _audit_denied(
-    container: Container, connection: ASGIConnection[Any, Any, Any, Any]
-) -> None:
-    """A refused credential is audited without an organisation (none could be known)."""
-    async with container.sessions() as session, session.begin():
-        record_audit(
-            session,
-            principal=None,
-            actor="anonymous",
-            action="auth.denied",
-            object_type="route",
-            object_id=str(connection.scope.get("path_template", ""))[:64] or None,
-            patient_reference=None,
-            outcome="unauthenticated",
-            now=container.clock(),
+def _refuse(container: Container, address: str, wait: int) -> NoReturn:
+    """401, or 429 once the address's refusal budget is spent; counted, never written here."""
+    if wait:
+        container.refusals.note(address, "rate_limited")
+        raise RateLimited(
+            "Too many requests without a valid API key from your address; retry in "
+            f"{wait} s with a valid key in the X-API-Key header.",
+            retry_after=wait,
         )
+    container.refusals.note(address, "unauthenticated")
+    raise NotAuthorizedException("Send a valid API key in the X-API-Key header.")
 
 
 async def principal_of(request: Request[Any, Any, Any]) -> Principal:

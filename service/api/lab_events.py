@@ -6,11 +6,16 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, post
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import ClientException, NotAuthorizedException
 
 from service.api.deps import container_of
 from service.api.problems import problem_responses
-from service.labs.webhooks import InvalidEventPayload, InvalidSignature, verify_event
+from service.labs.webhooks import (
+    InvalidEventPayload,
+    InvalidSignature,
+    InvalidWebhookId,
+    verify_event,
+)
 from service.usecases.errors import InvalidInput
 from service.usecases.lab_events import EventOutcome, apply_lab_status
 
@@ -36,6 +41,8 @@ class LabEventController(Controller):
         body = await request.body()
         try:
             event = verify_event(container.webhook_secret, dict(request.headers), body)
+        except InvalidWebhookId as exc:
+            raise ClientException(f"{exc}; labrec stores it to ignore redeliveries.") from None
         except InvalidSignature:
             raise NotAuthorizedException(
                 "Webhook signature is missing, invalid or stale."

@@ -14,7 +14,7 @@ from service.api.problems import problem_responses
 from service.domain.orders import OrderStatus
 from service.domain.principal import Principal
 from service.usecases.dto import OrderOut, OrderPage, OrderRequest
-from service.usecases.errors import IdempotencyKeyMissing, NotFound
+from service.usecases.errors import IdempotencyKeyMissing, NotFound, shown
 
 #: 1-255 characters from [A-Za-z0-9_-], optionally quoted (draft-ietf-httpapi-idempotency-key).
 _KEY: Final = re.compile(r'^"?([A-Za-z0-9_-]{1,255})"?$')
@@ -34,7 +34,7 @@ IdempotencyKeyHeader = Annotated[
 def _order_id(order_id: str) -> str:
     """A malformed id cannot name an order: answer 404 without touching the database."""
     if not _UUID.match(order_id):
-        raise NotFound(f"No order {order_id[:64]} in your organisation.")
+        raise NotFound(f"No order {shown(order_id)} in your organisation.")
     return order_id
 
 

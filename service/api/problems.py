@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from typing import Any, Final
 
 import msgspec
@@ -16,6 +17,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from service.domain.text import LINE_PATTERN, TEXT_PATTERN, TOKEN_PATTERN
 from service.usecases.errors import IdempotencyInProgress, RateLimited, UseCaseError
 
 log = logging.getLogger("labrec.errors")
@@ -50,6 +52,13 @@ _SLUGS: Final = {
 _VALUE_QUOTES: Final = re.compile(r"(Invalid enum value|Invalid value) '[^']*'")
 #: An unknown field is named only when it looks like a field name (not free text).
 _UNKNOWN_FIELD: Final = re.compile(r"unknown field `(?![A-Za-z_][A-Za-z0-9_]{0,40}`)[^`]*`")
+#: msgspec quotes the whole regex a string failed; say what it means instead.
+_PATTERNS: Final = {
+    LINE_PATTERN: "one line of text without control characters",
+    TEXT_PATTERN: "text without control characters (line breaks and tabs are fine)",
+    TOKEN_PATTERN: "an id without spaces or control characters",
+}
+_ANY_PATTERN: Final = re.compile(r"`str` matching regex '.*'(?= - at |$)")
 
 
 def problem(
@@ -67,7 +76,8 @@ def problem(
         "title": title or _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
-        "instance": request.scope.get("state", {}).get("request_id") or request.url.path,
+        # The request id; never the path, which can hold whatever the client put there.
+        "instance": request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex,
     }
     if errors:
         body["errors"] = errors
@@ -84,6 +94,11 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, Any]]:
     for item in _items(exc):
         message = _VALUE_QUOTES.sub(r"\1", str(item.get("message", "invalid")))
         message = _UNKNOWN_FIELD.sub("unknown field", message)
+        for pattern, meaning in _PATTERNS.items():
+            message = message.replace(f"`str` matching regex '{pattern}'", meaning)
+        message = _ANY_PATTERN.sub(
+            "text in the documented format (see the OpenAPI schema)", message
+        )
         key = str(item.get("key") or "")
         source = item.get("source")
         field = key.removeprefix("$.").removeprefix("$") if key else (source or "body")

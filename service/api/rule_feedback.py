@@ -24,7 +24,7 @@ class RuleFeedbackController(Controller):
         description="Suggestions issued through CDS Hooks cards that this rule produced, and how "
         "many were accepted or had their card overridden (with override reason codes), for the "
         "caller's organisation only. 404 for a rule the catalog does not have.",
-        responses=problem_responses(401, 404, 429),
+        responses=problem_responses(400, 401, 404, 429),
     )
     async def rule_feedback(
         self,

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.cds.clients import ClientRecord, ClientRegistry
 from service.cds.jwks import JwksCache, keys_of
 from service.domain.principal import Principal
+from service.domain.text import has_control_characters
 from service.persistence.cds import stage_jti_claim, stage_jti_purge
 from service.persistence.group_insert import GroupInserter, Staging
 
@@ -121,7 +122,7 @@ class CdsAuthenticator:
         if not isinstance(kid, str) or not 0 < len(kid) <= 256:
             raise AuthFailure("kid")
         iss = unverified.get("iss")
-        if not isinstance(iss, str) or not 0 < len(iss) <= 255:
+        if not isinstance(iss, str) or not 0 < len(iss) <= 255 or has_control_characters(iss):
             raise AuthFailure("issuer")
         client = await self._registry.by_iss(iss)
         if client is None:
@@ -150,7 +151,7 @@ class CdsAuthenticator:
             raise AuthFailure("claims") from None
         _check_lifetime(claims, self._now())
         jti = claims["jti"]
-        if not isinstance(jti, str) or not 0 < len(jti) <= 255:
+        if not isinstance(jti, str) or not 0 < len(jti) <= 255 or has_control_characters(jti):
             raise AuthFailure("jti")
         if not await self._first_use(iss, jti, claims["exp"]):
             raise AuthFailure("replay")

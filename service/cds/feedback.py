@@ -8,9 +8,10 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from service.cds.wire import MalformedHookRequest
+from service.domain.text import TOKEN_PATTERN, has_control_characters
 from service.usecases.cds_feedback import FeedbackItem
 
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=TOKEN_PATTERN)]
 
 
 class _AcceptedIn(msgspec.Struct):
@@ -83,8 +84,10 @@ def parse_feedback(body: bytes) -> list[FeedbackItem]:
 def _coding(reason: dict[str, Any], where: str) -> tuple[str | None, str]:
     code = reason.get("code")
     system = reason.get("system")
-    if not isinstance(code, str) or not 0 < len(code) <= 64:
+    if not isinstance(code, str) or not 0 < len(code) <= 64 or has_control_characters(code):
         raise MalformedHookRequest(f"{where}.overrideReason.reason.code must be a code")
-    if system is not None and (not isinstance(system, str) or len(system) > 255):
+    if system is not None and (
+        not isinstance(system, str) or len(system) > 255 or has_control_characters(system)
+    ):
         raise MalformedHookRequest(f"{where}.overrideReason.reason.system must be a URI")
     return system, code

@@ -14,6 +14,7 @@ from litestar import Request, Response, get, post
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath
 
+from service.api.request import UnreadableRequest
 from service.cds.answer import answer_hook
 from service.cds.auth import CdsCaller
 from service.cds.discovery import DISCOVERY, SERVICES
@@ -63,10 +64,23 @@ def _unknown_service() -> Response[bytes]:
     return _json(404, operation_outcome("not-found", "No CDS service with this id."))
 
 
+def _unreadable(_request: Request[Any, Any, Any], exc: UnreadableRequest) -> Response[bytes]:
+    """Raised by the app's request checks (service/api/request.py); answered the CDS way."""
+    return _json(400, operation_outcome("structure", exc.detail))
+
+
+_EXCEPTION_HANDLERS: Final[dict[Any, Any]] = {UnreadableRequest: _unreadable}
+
+
 def cds_route_handlers(settings: Settings) -> list[BaseRouteHandler]:
     body_limit = settings.cds_max_body_bytes
 
-    @get("/cds-services", include_in_schema=False, cache=False)
+    @get(
+        "/cds-services",
+        include_in_schema=False,
+        cache=False,
+        exception_handlers=_EXCEPTION_HANDLERS,
+    )
     async def discovery(request: Request[Any, Any, Any]) -> Response[bytes]:
         if await _caller(request, "/cds-services") is None:
             return _unauthorized()
@@ -77,6 +91,7 @@ def cds_route_handlers(settings: Settings) -> list[BaseRouteHandler]:
         include_in_schema=False,
         status_code=200,
         request_max_body_size=body_limit,
+        exception_handlers=_EXCEPTION_HANDLERS,
     )
     async def call_service(
         request: Request[Any, Any, Any], service_id: FromPath[str]
@@ -110,6 +125,7 @@ def cds_route_handlers(settings: Settings) -> list[BaseRouteHandler]:
         include_in_schema=False,
         status_code=200,
         request_max_body_size=body_limit,
+        exception_handlers=_EXCEPTION_HANDLERS,
     )
     async def feedback(
         request: Request[Any, Any, Any], service_id: FromPath[str]

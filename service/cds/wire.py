@@ -9,9 +9,11 @@ stay plain dicts that the readers pick apart (the spec's own draft orders are no
 from __future__ import annotations
 
 import re
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
+
+from service.domain.text import TOKEN_PATTERN, has_control_characters
 
 FHIR_ID: Final = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 #: ``Type/id`` (hook-library invariant ord-1, widened to FHIR ids).
@@ -86,7 +88,8 @@ class Discovery(msgspec.Struct, frozen=True):
 
 class _HookRequestIn(msgspec.Struct, rename="camel"):
     hook: str
-    hook_instance: str
+    #: Stored with feedback: a token (a UUID), never control characters.
+    hook_instance: Annotated[str, msgspec.Meta(pattern=TOKEN_PATTERN)]
     context: dict[str, Any]
     fhir_server: str | None = None
     fhir_authorization: dict[str, Any] | None = None
@@ -139,7 +142,11 @@ def parse_hook_request(body: bytes) -> HookCall:
     if not isinstance(patient_id, str) or not FHIR_ID.match(patient_id):
         raise MalformedHookRequest("context.patientId must be a FHIR id")
     user_id = context.get("userId")
-    if not isinstance(user_id, str) or not 1 <= len(user_id) <= 200:
+    if (
+        not isinstance(user_id, str)
+        or not 1 <= len(user_id) <= 200
+        or has_control_characters(user_id)
+    ):
         raise MalformedHookRequest("context.userId must be a reference such as Practitioner/123")
     encounter = context.get("encounterId")
     drafts: list[dict[str, Any]] = []

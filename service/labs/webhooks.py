@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ import msgspec
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from service.domain.text import TEXT_PATTERN, TOKEN_PATTERN
 from service.labs.status import LabEventStatus
 
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the format prefix, not a secret
@@ -36,13 +38,22 @@ class InvalidEventPayload(ValueError):
     """Correctly signed, but not a lab event we understand: answer 400."""
 
 
+class InvalidWebhookId(ValueError):
+    """The ``webhook-id`` header is not a short visible token: answer 400, store nothing."""
+
+
+#: Standard Webhooks ids are short tokens (``msg_...``); the id is the dedupe key we store.
+_WEBHOOK_ID: Final = re.compile(r"[!-~]{1,255}")
+_Token = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=TOKEN_PATTERN)]
+
+
 class LabEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     type: Literal["order.status"]
-    order_id: str
-    lab_order_id: str
+    order_id: _Token
+    lab_order_id: _Token
     status: LabEventStatus
     occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
-    message: str | None = None
+    message: Annotated[str, msgspec.Meta(max_length=4000, pattern=TEXT_PATTERN)] | None = None
 
 
 def new_secret() -> str:
@@ -73,6 +84,9 @@ def sign_event(secret: str, msg_id: str, timestamp: datetime, body: bytes) -> di
 def verify_event(secret: str, headers: Mapping[str, str], body: bytes) -> LabEvent:
     """Verify the signature over the raw body, then decode it; never parse before verifying."""
     hook = _webhook(secret)
+    msg_id = headers.get("webhook-id")
+    if msg_id is not None and not _WEBHOOK_ID.fullmatch(msg_id):
+        raise InvalidWebhookId("webhook-id must be 1 to 255 visible ASCII characters")
     try:
         hook.verify(body.decode(), dict(headers.items()), json_parse=False)
     except (WebhookVerificationError, ValueError) as exc:  # UnicodeDecodeError is a ValueError

@@ -62,6 +62,11 @@ class ApiKeyCache:
         self._entries.pop(digest, None)
         self._evictions += 1  # a read already in flight may be stale: it must not be cached
 
+    def cached(self, raw: str) -> ValidKey | None:
+        """The key if this process holds it as valid right now; never reads the database."""
+        entry = self._entries.get(hash_key(raw))
+        return entry[1] if entry is not None and entry[0] > self._clock() else None
+
     async def find(self, raw: str) -> ValidKey | None:
         """The valid (known, unrevoked) key for ``raw``, or None."""
         digest = hash_key(raw)

@@ -167,6 +167,9 @@ class AuditRecord(Base):
     patient_reference: Mapped[str | None] = mapped_column(String(128))
     outcome: Mapped[str] = mapped_column(String(20))
     request_id: Mapped[str | None] = mapped_column(String(64))
+    #: How many events the row stands for: 1, except for refused credentials, which are
+    #: aggregated per client address and minute (``persistence/refusals.py``).
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 import service.persistence.cds_models  # noqa: E402  (CDS Hooks tables; see cds_models.py)

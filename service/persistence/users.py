@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.persistence.ui_models import UiSession, User
@@ -39,13 +39,63 @@ async def create_user(
     return user
 
 
-async def user_by_email(
-    session: AsyncSession, email: str, *, for_update: bool = False
-) -> User | None:
+async def user_by_email(session: AsyncSession, email: str) -> User | None:
     query = select(User).where(User.email == email.strip().lower())
-    if for_update:
-        query = query.with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def reserve_sign_in_attempt(
+    session: AsyncSession,
+    email: str,
+    *,
+    now: dt.datetime,
+    max_attempts: int,
+    lock_until: dt.datetime,
+) -> User | None:
+    """Count one attempt *before* the password is checked, in one atomic statement.
+
+    ``UPDATE … RETURNING`` is a single write on both databases (SQLite serialises writers;
+    PostgreSQL locks the row), so concurrent attempts each see the previous one's count and no
+    more than ``max_attempts`` are ever let through between two successes. The attempt that
+    reaches the limit locks the account at once (it is unlocked again if its password turns out
+    to be right), so a crash between reservation and verdict still counts as a failure. Returns
+    the user when the attempt may be evaluated; None when the email is unknown or the account
+    is locked.
+    """
+    after = User.failed_attempts + 1
+    reaches_limit = after >= max_attempts
+    lock_type = User.__table__.c.locked_until.type
+    statement = (
+        update(User)
+        .where(
+            User.email == email.strip().lower(),
+            or_(User.locked_until.is_(None), User.locked_until <= now),
+        )
+        .values(
+            failed_attempts=case((reaches_limit, 0), else_=after),
+            locked_until=case(
+                (reaches_limit, literal(lock_until, lock_type)), else_=literal(None, lock_type)
+            ),
+        )
+        .returning(User)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def record_sign_in_success(
+    session: AsyncSession, user_id: str, *, password_hash: str | None = None
+) -> None:
+    """A right password: the failure count and any lock go (and a rehash is stored)."""
+    values: dict[str, object] = {"failed_attempts": 0, "locked_until": None}
+    if password_hash is not None:
+        values["password_hash"] = password_hash
+    await session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def add_ui_session(

@@ -13,6 +13,7 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
+from service.domain.text import has_control_characters
 from service.ui.context import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -23,7 +24,7 @@ from service.ui.context import (
     render,
     session_cookie,
 )
-from service.ui.throttle import FailureThrottle
+from service.ui.throttle import SignInBusy, SignInGate
 from service.usecases.accounts import LOCK_DURATION, MAX_FAILED_ATTEMPTS, SignInRefused
 
 HOME: Final = "/ui/recommendations/new"
@@ -87,7 +88,7 @@ async def login_page(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @post("/login", name="ui:login-submit")
 async def login_submit(
-    request: Request[Any, Any, Any], throttle: NamedDependency[FailureThrottle]
+    request: Request[Any, Any, Any], sign_in_gate: NamedDependency[SignInGate]
 ) -> Response[Any]:
     form = await request.form()
     email = str(form.get("email") or "").strip()[:254]
@@ -103,17 +104,8 @@ async def login_submit(
             error="The sign-in form expired. Please sign in again.",
             next_path=next_path,
         )
-    address = request.client.host if request.client else "unknown"
-    if throttle.blocked(address):
-        return _login_form(
-            request,
-            status_code=429,
-            email=email,
-            error="Too many failed sign-ins from your network. Wait a few minutes and try again.",
-            next_path=next_path,
-        )
     errors = {}
-    if not email:
+    if not email or has_control_characters(email):
         errors["email"] = "Enter your email address."
     if not password:
         errors["password"] = "Enter your password."  # noqa: S105 (a message, not a secret)
@@ -121,11 +113,34 @@ async def login_submit(
         return _login_form(
             request, status_code=422, email=email, next_path=next_path, field_errors=errors
         )
+    address = request.client.host if request.client else "unknown"
+    if not sign_in_gate.failures.reserve(address):
+        return _login_form(
+            request,
+            status_code=429,
+            email=email,
+            error="Too many failed sign-ins from your network. Wait a few minutes and try again.",
+            next_path=next_path,
+        )
+    failed = True
     try:
-        signed, _user = await accounts_of(request).sign_in(email, password)
+        async with sign_in_gate.turn(address, email):
+            signed, _user = await accounts_of(request).sign_in(email, password)
+        failed = False
     except SignInRefused:
-        throttle.record_failure(address)
         return _login_form(request, status_code=401, email=email, error=WRONG, next_path=next_path)
+    except SignInBusy:
+        failed = False  # never evaluated
+        return _login_form(
+            request,
+            status_code=429,
+            email=email,
+            error="Too many sign-ins are in progress for this account or from your network. "
+            "Wait a moment and try again.",
+            next_path=next_path,
+        )
+    finally:
+        sign_in_gate.failures.settle(address, failed=failed)
     return Redirect(
         next_path,
         status_code=303,

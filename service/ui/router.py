@@ -18,7 +18,7 @@ from service.ui import auth_views, catalog_views, order_views, recommend_views
 from service.ui.context import SESSION_COOKIE, accounts_of, provide_ui
 from service.ui.errors import UI_EXCEPTION_HANDLERS, error_page
 from service.ui.templating import STATIC, STATIC_PATH
-from service.ui.throttle import FailureThrottle
+from service.ui.throttle import SignInGate
 
 CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -72,10 +72,10 @@ async def root() -> Redirect:
 
 
 def ui_router() -> Router:
-    throttle = FailureThrottle()
+    gate = SignInGate()
 
-    def provide_throttle() -> FailureThrottle:
-        return throttle
+    def provide_sign_in_gate() -> SignInGate:
+        return gate
 
     return Router(
         path="/ui",
@@ -101,7 +101,7 @@ def ui_router() -> Router:
         ],
         dependencies={
             "ui": Provide(provide_ui),
-            "throttle": Provide(provide_throttle, sync_to_thread=False),
+            "sign_in_gate": Provide(provide_sign_in_gate, sync_to_thread=False),
         },
         exception_handlers=UI_EXCEPTION_HANDLERS,
         middleware=[security_headers],

@@ -24,7 +24,14 @@ from service.persistence.audit import record_audit
 from service.persistence.organisations import organisation_by_name
 from service.persistence.ui_models import User
 from service.usecases.clock import Clock
-from service.usecases.errors import Conflict, InvalidInput, NotFound, UseCaseError, field_error
+from service.usecases.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    UseCaseError,
+    field_error,
+    shown,
+)
 
 MAX_FAILED_ATTEMPTS: Final = 5
 LOCK_DURATION: Final = dt.timedelta(minutes=15)
@@ -122,7 +129,7 @@ class AccountService:
             async with self._sessions() as session, session.begin():
                 org = await organisation_by_name(session, organisation)
                 if org is None:
-                    raise NotFound(f"No organisation '{organisation}'.")
+                    raise NotFound(f"No organisation {shown(organisation)}.")
                 user = await repo.create_user(
                     session,
                     organisation_id=org.id,
@@ -138,18 +145,34 @@ class AccountService:
             raise Conflict("A user with this email already exists.") from None
 
     async def sign_in(self, email: str, password: str) -> tuple[SignedIn, SessionUser]:
-        """Verify the password; five failures in a row lock the account for fifteen minutes."""
+        """Verify the password; five failures in a row lock the account for fifteen minutes.
+
+        The attempt is reserved (counted) in its own short transaction *before* the slow
+        argon2 check, so concurrent attempts cannot all see the same count: at most
+        ``MAX_FAILED_ATTEMPTS`` passwords are ever checked against the real hash between two
+        successes, whatever the concurrency and however many processes serve the UI.
+        """
         now = self._clock()
+        email = email[:254]
         async with self._sessions() as session, session.begin():
-            user = await repo.user_by_email(session, email[:254], for_update=True)
-            if user is None:
-                await asyncio.to_thread(_verify, _DUMMY_HASH, password)
-                raise SignInRefused("The email or password is wrong.")
-            locked = user.locked_until is not None and user.locked_until > now
-            ok = await asyncio.to_thread(_verify, user.password_hash, password)
-            if locked or not ok:
-                # Not raised here: the failure count must commit although sign-in is refused.
-                self._record_failure(session, user, now, locked=locked)
+            user = await repo.reserve_sign_in_attempt(
+                session,
+                email,
+                now=now,
+                max_attempts=MAX_FAILED_ATTEMPTS,
+                lock_until=now + LOCK_DURATION,
+            )
+            if user is None and (locked := await repo.user_by_email(session, email)) is not None:
+                self._audit(session, locked.organisation_id, locked.id, "locked")
+        if user is None:
+            # Unknown email or locked account: the same work as a real check, the same answer.
+            await asyncio.to_thread(_verify, _DUMMY_HASH, password)
+            raise SignInRefused("The email or password is wrong.")
+        ok = await asyncio.to_thread(_verify, user.password_hash, password)
+        async with self._sessions() as session, session.begin():
+            if not ok:
+                # The attempt was already counted by the reservation; only the audit row is left.
+                self._audit(session, user.organisation_id, user.id, "denied")
                 result = None
             else:
                 result = await self._start_session(session, user, password, now)
@@ -157,23 +180,13 @@ class AccountService:
             raise SignInRefused("The email or password is wrong.")
         return result
 
-    def _record_failure(
-        self, session: AsyncSession, user: User, now: dt.datetime, *, locked: bool
-    ) -> None:
-        if not locked:
-            user.failed_attempts += 1
-            if user.failed_attempts >= MAX_FAILED_ATTEMPTS:
-                user.locked_until = now + LOCK_DURATION
-                user.failed_attempts = 0
-        self._audit(session, user.organisation_id, user.id, "locked" if locked else "denied")
-
     async def _start_session(
         self, session: AsyncSession, user: User, password: str, now: dt.datetime
     ) -> tuple[SignedIn, SessionUser]:
-        user.failed_attempts = 0
-        user.locked_until = None
+        rehashed = None
         if _HASHER.check_needs_rehash(user.password_hash):
-            user.password_hash = await asyncio.to_thread(hash_password, password)
+            rehashed = await asyncio.to_thread(hash_password, password)
+        await repo.record_sign_in_success(session, user.id, password_hash=rehashed)
         await repo.delete_expired_sessions(session, now)
         signed = SignedIn(
             token=secrets.token_urlsafe(32),

@@ -11,7 +11,7 @@ from service.persistence.audit_reads import list_audit
 from service.persistence.models import ApiKey
 from service.usecases.clock import Clock
 from service.usecases.dto import ApiKeyOut, AuditPage, AuditRecordOut, NewApiKeyOut
-from service.usecases.errors import Forbidden, InvalidInput, NotFound, field_error
+from service.usecases.errors import Forbidden, InvalidInput, NotFound, field_error, shown
 
 
 class AdminService:
@@ -140,7 +140,7 @@ class AdminService:
                 outcome="not_found",
                 now=self._clock(),
             )
-        return NotFound(f"No API key {key_id[:64]} in your organisation.")
+        return NotFound(f"No API key {shown(key_id)} in your organisation.")
 
     def _audit(
         self, session: AsyncSession, principal: Principal, action: str, object_id: str | None

@@ -24,7 +24,7 @@ from service.persistence.cds import (
 )
 from service.persistence.group_insert import Staging
 from service.usecases.clock import Clock
-from service.usecases.errors import NotFound
+from service.usecases.errors import NotFound, shown
 
 Outcome = Literal["accepted", "overridden"]
 
@@ -165,7 +165,7 @@ class CdsFeedbackService:
     async def rule_counts(self, principal: Principal, rule_id: str) -> RuleFeedbackOut:
         if rule_id not in self._catalog.rules:
             raise NotFound(
-                f"No rule '{rule_id[:64]}' in the catalog; rule ids appear in each "
+                f"No rule {shown(rule_id)} in the catalog; rule ids appear in each "
                 "suggestion's rules[]."
             )
         async with self._sessions() as session:

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from service.domain.text import LINE_PATTERN, TEXT_PATTERN, TOKEN_PATTERN
 from service.domain.vocabulary import (
     EvidenceGrade,
     FamilyId,
@@ -25,9 +26,15 @@ from service.domain.vocabulary import (
     Tier,
 )
 
-Str64 = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Str200 = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Url = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+def line(max_length: int, min_length: int = 1) -> msgspec.Meta:
+    """Bounds of a one-line free string (names, codes, ids typed by a person)."""
+    return msgspec.Meta(min_length=min_length, max_length=max_length, pattern=LINE_PATTERN)
+
+
+Str64 = Annotated[str, line(64)]
+Str200 = Annotated[str, line(200)]
+Url = Annotated[str, line(200)]
 
 
 def _list_of_strings(min_items: int, max_items: int, max_length: int) -> msgspec.Meta:
@@ -37,7 +44,14 @@ def _list_of_strings(min_items: int, max_items: int, max_length: int) -> msgspec
         min_length=min_items,
         max_length=max_items,
         extra_json_schema={
-            "extra": {"items": {"type": "string", "minLength": 1, "maxLength": max_length}}
+            "extra": {
+                "items": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": max_length,
+                    "pattern": LINE_PATTERN,
+                }
+            }
         },
     )
 
@@ -94,7 +108,12 @@ class RecommendationRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=T
             extra_json_schema={
                 "extra": {
                     "one_of": [
-                        {"type": "string", "minLength": 1, "maxLength": 64},
+                        {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 64,
+                            "pattern": LINE_PATTERN,
+                        },
                         {"$ref": "#/components/schemas/CodingIn"},
                     ]
                 }
@@ -225,9 +244,10 @@ class TherapyOut(msgspec.Struct, frozen=True):
     note: str | None = None
 
 
-Npi = Annotated[str, msgspec.Meta(pattern=r"^\d{10}$")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-PatientReference = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^\S+$")]
+Npi = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{10}(?!\n)$")]
+Name = Annotated[str, line(100)]
+PatientReference = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=TOKEN_PATTERN)]
+Notes = Annotated[str, msgspec.Meta(max_length=2000, pattern=TEXT_PATTERN)]
 
 
 class PatientIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -252,8 +272,8 @@ class OrderRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     conditions: Annotated[list[CodingIn], msgspec.Meta(max_length=20)] = msgspec.field(
         default_factory=list
     )
-    recommendation_id: Annotated[str, msgspec.Meta(max_length=36)] | None = None
-    notes: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    recommendation_id: Annotated[str, line(36, min_length=0)] | None = None
+    notes: Notes | None = None
 
 
 class OrderPanelOut(msgspec.Struct, frozen=True):

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Final
+
+#: What an echoed value must look like: a lower-case catalog id or UUID, or an upper-case code
+#: with a digit in it (ICD-10 ``F33.2``, LOINC ``24356-8``, RxNorm ``6130``). Free text (a name
+#: typed into the wrong field, a note, markup) is never repeated back: it may be patient data,
+#: and it would land in logs, proxies and screens that were never meant to hold it.
+_IDENTIFIER: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}|(?=.*[0-9])[A-Z0-9][A-Z0-9.-]{0,19}")
 
 
 class UseCaseError(Exception):
@@ -52,6 +59,12 @@ class IdempotencyInProgress(UseCaseError):
     status = 409
     type_slug = "idempotency-request-in-progress"
     title = "A request with this Idempotency-Key is still being processed"
+
+
+def shown(value: object) -> str:
+    """A submitted value as an error message may show it: quoted if identifier-shaped, else not."""
+    text = str(value)
+    return f"'{text}'" if _IDENTIFIER.fullmatch(text) else "(a value that is not an id)"
 
 
 def field_error(path: str, message: str) -> dict[str, Any]:

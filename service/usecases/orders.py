@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 import uuid
 from typing import Any, Final
 
@@ -40,10 +39,10 @@ from service.usecases.errors import (
     InvalidInput,
     NotFound,
     field_error,
+    shown,
 )
 
 _SCOPE: Final = "POST /v1/orders"
-_PANEL_ID: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ENCODER: Final = msgspec.json.Encoder(order="deterministic")
 
 
@@ -104,13 +103,9 @@ class OrderService:
         errors = []
         unknown = [p for p in request.panel_ids if p not in self._catalog.panels]
         if unknown:
-            # Name ids shaped like catalog ids; anything else is not echoed (it could be any text).
-            named = [p if _PANEL_ID.match(p) else "(not a panel id)" for p in unknown]
+            named = ", ".join(shown(p) for p in unknown)
             errors.append(
-                field_error(
-                    "panel_ids",
-                    f"unknown panel(s): {', '.join(named)}; see GET /v1/catalog/panels",
-                )
+                field_error("panel_ids", f"unknown panel(s): {named}; see GET /v1/catalog/panels")
             )
         if len(set(request.panel_ids)) != len(request.panel_ids):
             errors.append(field_error("panel_ids", "lists a panel more than once"))
@@ -223,7 +218,7 @@ class OrderService:
                     outcome="not_found",
                     now=self._clock(),
                 )
-            raise NotFound(f"No order {order_id} in your organisation.")
+            raise NotFound(f"No order {shown(order_id)} in your organisation.")
         return OrderStatusOut(
             id=order.id,
             status=order.status,
@@ -314,7 +309,7 @@ class OrderService:
                 outcome="not_found",
                 now=self._clock(),
             )
-        raise NotFound(f"No order {order_id[:64]} in your organisation.")
+        raise NotFound(f"No order {shown(order_id)} in your organisation.")
 
     async def _requeue(
         self, session: AsyncSession, order: Order, principal: Principal | None
@@ -372,7 +367,7 @@ class OrderService:
                     outcome="not_found",
                     now=self._clock(),
                 )
-            raise NotFound(f"No order {order_id} in your organisation.")
+            raise NotFound(f"No order {shown(order_id)} in your organisation.")
         record_audit(
             session,
             principal=principal,

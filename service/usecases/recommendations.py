@@ -40,7 +40,7 @@ from service.usecases.dto import (
     SuggestionOut,
     SuppressedOut,
 )
-from service.usecases.errors import InvalidInput, NotFound, field_error
+from service.usecases.errors import InvalidInput, NotFound, field_error, shown
 
 _ENCODER: Final = msgspec.json.Encoder()
 DISCLAIMER: Final = (
@@ -88,7 +88,7 @@ def resolve_context(
             continue
         if test.panel_id is not None and test.panel_id not in catalog.panels:
             errors.append(
-                field_error(f"recent_tests[{i}].panel_id", f"unknown panel '{test.panel_id}'")
+                field_error(f"recent_tests[{i}].panel_id", f"unknown panel {shown(test.panel_id)}")
             )
             continue
         if test.date > today:
@@ -187,7 +187,8 @@ def _resolve_therapy(
         errors.append(
             field_error(
                 "therapy",
-                f"unknown therapy '{therapy}'; allowed: {', '.join(sorted(catalog.therapies))} "
+                f"unknown therapy {shown(therapy)}; allowed: "
+                f"{', '.join(sorted(catalog.therapies))} "
                 f"or an RxNorm coding ({RXNORM})",
             )
         )
@@ -197,7 +198,7 @@ def _resolve_therapy(
         errors.append(
             field_error(
                 "therapy",
-                f"no catalog therapy for coding {therapy.system}|{therapy.code}; see "
+                f"no catalog therapy for the coding with code {shown(therapy.code)}; see "
                 "GET /v1/catalog/therapies for the codings labrec knows",
             )
         )
@@ -377,7 +378,7 @@ class RecommendationService:
                 session, principal.organisation_id, recommendation_id[:36]
             )
         if row is None:
-            raise NotFound(f"No recommendation {recommendation_id[:64]} in your organisation.")
+            raise NotFound(f"No recommendation {shown(recommendation_id)} in your organisation.")
         return (
             msgspec.convert(row.context, RecommendationRequest, strict=False),
             msgspec.convert(row.result, RecommendationOut, strict=False),

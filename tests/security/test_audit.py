@@ -82,7 +82,9 @@ async def test_listing_records_the_patients_returned(api) -> None:
 async def test_unauthenticated_and_forbidden_attempts_are_audited(api) -> None:
     client, container, _, integration, _ = api
     await client.get("/v1/orders", headers={"X-API-Key": "lrk_wrong"})
-    assert [r.outcome for r in await _rows(container, action="auth.denied")] == ["unauthenticated"]
+    await container.refusals.flush(everything=True)  # refusals are written per minute
+    refused = await _rows(container, action="auth.refused")
+    assert [(r.outcome, r.count) for r in refused] == [("unauthenticated", 1)]
     forbidden = await client.get("/v1/audit", headers={"X-API-Key": integration})
     assert forbidden.status_code == 403
     assert [r.outcome for r in await _rows(container, action="audit.read")] == ["forbidden"]

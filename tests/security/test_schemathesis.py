@@ -27,6 +27,7 @@ def test_no_server_errors_and_no_schema_violations(tmp_path: Path) -> None:
         "LABREC_DEMO": "true",  # the demo path: sandbox lab and an admin key printed once
         "LABREC_RATE_LIMIT_PER_SECOND": "10000",
         "LABREC_RATE_LIMIT_BURST": "10000",
+        "LABREC_AUTH_REFUSALS_PER_MINUTE": "10000",
     }
     server = Process(["serve", "--port", str(port)], env, tmp_path / "server.log")
     try:
