@@ -68,6 +68,7 @@ def build_container(
             settings.lab_read_timeout, connect=settings.lab_connect_timeout, pool=5.0
         ),
         transport=lab_transport,
+        max_connections=settings.lab_max_in_flight,
     )
     return Container(
         settings=settings,

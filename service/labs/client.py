@@ -60,6 +60,7 @@ class FhirLabClient:
         *,
         timeout: httpx.Timeout,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 32,
     ) -> None:
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
@@ -67,10 +68,18 @@ class FhirLabClient:
         self._base = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
             timeout=timeout,
+            # As many kept-alive connections as calls the dispatcher may have in flight to this lab.
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
             follow_redirects=False,
             transport=transport,
             headers={"Accept": FHIR_JSON, "User-Agent": "labrec-lab-client"},
         )
+
+    @property
+    def base_url(self) -> str:
+        return self._base
 
     async def submit(self, req: LabRequisition) -> SubmitOutcome:
         """POST the order's transaction bundle to the FHIR base."""

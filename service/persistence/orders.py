@@ -31,6 +31,14 @@ async def get_order_for_lab(
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def orders_for_lab(session: AsyncSession, order_ids: list[str]) -> dict[str, Order]:
+    """The orders a dispatcher just claimed, in one query."""
+    if not order_ids:
+        return {}
+    query = select(Order).where(Order.id.in_(set(order_ids)))
+    return {order.id: order for order in (await session.execute(query)).scalars()}
+
+
 async def attempts_of(session: AsyncSession, order_id: str) -> list[OrderAttempt]:
     query = select(OrderAttempt).where(OrderAttempt.order_id == order_id).order_by(OrderAttempt.id)
     return list((await session.execute(query)).scalars())

@@ -1,18 +1,19 @@
 """The outbox dispatcher: hands queued orders (and cancels) to the lab, retrying with backoff.
 
-Claims happen in one short transaction, the HTTP call outside any transaction, and the outcome is
-recorded in a second one. The lab receives the order id as ``Idempotency-Key`` on every attempt,
-so a resend after a crash or a lost response never makes a second order at the lab.
+Claims happen in one short transaction (as slots free up), the HTTP call outside any
+transaction, and the outcome is recorded in a second one. The lab receives the order id as
+``Idempotency-Key`` on every attempt, so a resend after a crash or a lost response never makes a
+second order at the lab.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import random
-from typing import Final, Protocol
+from collections.abc import Callable
+from typing import Final
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -38,16 +39,17 @@ from service.persistence import orders as repo
 from service.persistence import outbox
 from service.persistence.models import Order, OutboxMessage
 from service.usecases.clock import Clock
+from service.usecases.lab_flow import LabConnection, LabGateway, LabRoutes
 
 log = logging.getLogger("labrec.dispatch")
 
 _MAX_DETAIL: Final = 500
-
-
-class LabGateway(Protocol):
-    async def submit(self, requisition: LabRequisition) -> SubmitOutcome: ...
-
-    async def cancel(self, order_id: str) -> CancelOutcome: ...
+#: Seconds before a lease ends at which a still-running lab call is abandoned.
+_LEASE_MARGIN: Final = 1.0
+#: How long a claim waits for more slots to free up, so claims come in small batches.
+_COALESCE: Final = 0.01
+#: Seconds running deliveries get to finish once the dispatcher is asked to stop.
+_STOP_GRACE: Final = 5.0
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):
@@ -86,50 +88,143 @@ def requisition_for(order: Order) -> LabRequisition:
 
 
 class Dispatcher:
+    """A continuous pipeline: up to ``capacity`` deliveries in flight, new messages claimed as
+    slots free up (never waiting for a batch's slowest call), each lab connection under its own
+    limit and breaker (``service.usecases.lab_flow``).
+
+    Leases: a message is claimed for ``lease``; its delivery is abandoned (cancelled, nothing
+    recorded) if it would outlive the lease, and an outcome arriving after another worker took the
+    message over is refused by the fencing token (``outbox.settle``). Either way the lab sees the
+    same ``Idempotency-Key`` on the resend and keeps one order.
+    """
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        lab: LabGateway,
+        labs: LabRoutes,
         policy: RetryPolicy,
         clock: Clock,
         *,
         lease: dt.timedelta,
-        batch_size: int = 20,
+        capacity: int = 64,
         rng: random.Random | None = None,
     ) -> None:
         self._sessions = sessions
-        self._lab = lab
+        self._labs = labs
         self._policy = policy
         self._clock = clock
         self._lease = lease
-        self._batch = batch_size
+        self._capacity = capacity
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        #: Wait (briefly) for this many free slots before claiming again.
+        self._min_claim = max(1, capacity // 16)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
 
     async def run_once(self) -> int:
-        """Claim due messages and deliver them concurrently; returns how many were claimed."""
-        async with self._sessions() as session, session.begin():
-            claimed = await outbox.claim_due(
-                session, now=self._clock(), lease=self._lease, limit=self._batch
-            )
-        if claimed:
-            await asyncio.gather(*(self._deliver(message) for message in claimed))
-        return len(claimed)
+        """Claim what may go now, deliver it and wait for those deliveries; returns how many were
+        claimed. For tests and one-shot use; ``run_forever`` never waits for a whole batch.
+        """
+        started, _ = await self._fill()
+        await asyncio.gather(*started, return_exceptions=True)
+        return len(started)
 
     async def run_forever(self, stop: asyncio.Event, poll_interval: float) -> None:
-        """Loop until ``stop`` is set; errors are logged (without patient data) and retried."""
-        while not stop.is_set():
-            try:
-                claimed = await self.run_once()
-            except Exception as exc:  # keep dispatching whatever one batch did
-                log.error("dispatch batch failed: %s", type(exc).__name__)
-                claimed = 0
-            if claimed == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=poll_interval)
+        """Keep the pipeline full until ``stop`` is set; then give running deliveries a grace
+        period and abandon the rest (their leases expire and they are sent again, same key).
+        """
+        try:
+            while not stop.is_set():
+                try:
+                    started, budget = await self._fill()
+                except Exception as exc:  # keep dispatching whatever one claim did
+                    log.error("dispatch claim failed: %s", type(exc).__name__)
+                    started, budget = [], 1
+                await self._wait_for_work(stop, poll_interval, drained=len(started) < budget)
+        finally:
+            await self._drain(_STOP_GRACE)
 
-    async def _deliver(self, message: OutboxMessage) -> None:
-        async with self._sessions() as session:
-            order = await repo.get_order_for_lab(session, message.order_id)
+    def _budget(self) -> int:
+        return min(self._capacity - len(self._tasks), self._labs.claimable())
+
+    async def _wait_for_work(
+        self, stop: asyncio.Event, poll_interval: float, drained: bool
+    ) -> None:
+        """Return when claiming is worth it again.
+
+        After a claim that found less than it could take, the queue is empty: poll. Otherwise wait
+        for a few free slots (a short moment, so claims come in small batches, not one by one),
+        for a lab's breaker to let a probe through, or for ``stop``.
+        """
+        if drained:
+            await _wait_any(stop, None, poll_interval)
+            return
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        while not stop.is_set():
+            free = self._budget()
+            waited = loop.time() - since
+            if free >= self._min_claim or (free > 0 and (not self._tasks or waited >= _COALESCE)):
+                return
+            # Otherwise the pipeline or the labs are full, or every lab is backed off.
+            wait = _COALESCE - waited if free > 0 else self._labs.retry_in() or poll_interval
+            self._slot_freed.clear()
+            await _wait_any(stop, self._slot_freed if self._tasks else None, wait)
+
+    async def _drain(self, grace: float) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _fill(self) -> tuple[list[asyncio.Task[None]], int]:
+        """Claim up to the free budget and start a delivery for each message claimed; returns the
+        deliveries started and the budget they were claimed under.
+        """
+        budget = self._budget()
+        if budget <= 0:
+            return [], 0
+        async with self._sessions() as session, session.begin():
+            claimed = await outbox.claim_due(
+                session, now=self._clock(), lease=self._lease, limit=budget
+            )
+            orders = await repo.orders_for_lab(session, [m.order_id for m in claimed])
+        deadline = asyncio.get_running_loop().time() + self._lease.total_seconds()
+        started = []
+        for message in claimed:
+            connection = self._labs.for_message(message)
+            connection.in_flight += 1
+            task = asyncio.create_task(
+                self._deliver(connection, message, orders.get(message.order_id), deadline)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._finished(connection))
+            started.append(task)
+        return started, budget
+
+    def _finished(self, connection: LabConnection) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            connection.in_flight -= 1
+            self._tasks.discard(task)
+            self._slot_freed.set()
+            if not task.cancelled() and task.exception() is not None:
+                log.error("delivery failed: %s", type(task.exception()).__name__)
+
+        return done
+
+    async def _deliver(
+        self,
+        connection: LabConnection,
+        message: OutboxMessage,
+        order: Order | None,
+        deadline: float,
+    ) -> None:
         if order is None:  # cannot happen with the foreign key; never crash the loop over it
             async with self._sessions() as session, session.begin():
                 await outbox.settle(
@@ -140,12 +235,51 @@ class Dispatcher:
                     last_error="order missing",
                 )
             return
-        outcome: SubmitOutcome | CancelOutcome
-        if message.kind == "submit":
-            outcome = await self._lab.submit(requisition_for(order))
-        else:
-            outcome = await self._lab.cancel(order.id)
+        async with connection.slots:
+            breaker = connection.breaker
+            if not breaker.try_start():
+                await self._postpone(message, breaker.retry_in())
+                return
+            loop = asyncio.get_running_loop()
+            try:
+                # Abandon a call that would outlive the lease: its outcome could not be recorded.
+                async with asyncio.timeout_at(deadline - _LEASE_MARGIN):
+                    outcome = await self._call(connection.gateway, message, order)
+            except TimeoutError:
+                breaker.record_failure()
+                log.warning(
+                    "delivery abandoned at its lease end after %.1f s",
+                    loop.time() - (deadline - self._lease.total_seconds()),
+                )
+                return
+            except BaseException:
+                breaker.record_failure()  # a gateway must not raise; treat it as a lab failure
+                raise
+            if isinstance(outcome, Retryable):
+                breaker.record_failure()
+            else:
+                breaker.record_success()
         await self._record(message, outcome)
+
+    @staticmethod
+    async def _call(
+        gateway: LabGateway, message: OutboxMessage, order: Order
+    ) -> SubmitOutcome | CancelOutcome:
+        if message.kind == "submit":
+            return await gateway.submit(requisition_for(order))
+        return await gateway.cancel(order.id)
+
+    async def _postpone(self, message: OutboxMessage, seconds: float) -> None:
+        """Put a message back untried while its lab is backed off: no attempt is spent."""
+        async with self._sessions() as session, session.begin():
+            await outbox.settle(
+                session,
+                message,
+                status="pending",
+                attempts=message.attempts,
+                next_attempt_at=self._clock() + dt.timedelta(seconds=max(seconds, 0.05)),
+                last_error=message.last_error,
+            )
 
     async def _record(self, message: OutboxMessage, outcome: SubmitOutcome | CancelOutcome) -> None:
         now = self._clock()
@@ -222,6 +356,17 @@ class Dispatcher:
         if target is not None:
             order.status = target
             order.updated_at = now
+
+
+async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if other is not None:
+        waiters.append(asyncio.ensure_future(other.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def _clip(text: str) -> str:
