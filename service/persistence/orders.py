@@ -6,7 +6,7 @@ import base64
 import binascii
 import datetime as dt
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.persistence.models import Order, OrderAttempt, StoredRecommendation
@@ -37,6 +37,40 @@ async def orders_for_lab(session: AsyncSession, order_ids: list[str]) -> dict[st
         return {}
     query = select(Order).where(Order.id.in_(set(order_ids)))
     return {order.id: order for order in (await session.execute(query)).scalars()}
+
+
+async def lock_status_for_lab(session: AsyncSession, order_id: str) -> str | None:
+    """The order's status, row locked (``FOR UPDATE``): what the dispatcher needs to record an
+    outcome, without loading the whole order.
+    """
+    query = select(Order.status).where(Order.id == order_id).with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def update_for_lab(session: AsyncSession, order_id: str, **values: object) -> None:
+    """Write the dispatcher's changes to an order (status, lab_order_id, status_detail, ...)."""
+    await session.execute(
+        update(Order)
+        .where(Order.id == order_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def insert_attempt(
+    session: AsyncSession,
+    order_id: str,
+    at: dt.datetime,
+    kind: str,
+    outcome: str,
+    detail: str | None,
+) -> None:
+    """``add_attempt`` as one INSERT statement (no unit of work: the dispatcher's hot path)."""
+    await session.execute(
+        insert(OrderAttempt).values(
+            order_id=order_id, at=at, kind=kind, outcome=outcome, detail=detail
+        )
+    )
 
 
 async def attempts_of(session: AsyncSession, order_id: str) -> list[OrderAttempt]:

@@ -282,30 +282,42 @@ class Dispatcher:
             )
 
     async def _record(self, message: OutboxMessage, outcome: SubmitOutcome | CancelOutcome) -> None:
+        """Record the outcome in one transaction, unless another claim holds the message now.
+
+        The order row is locked first (as every writer of orders does), then the outbox row is
+        settled under the fencing token; only then are the attempt and the order written.
+        """
         now = self._clock()
         attempts = message.attempts + 1
+        kind = message.kind
+        order_id = message.order_id
         async with self._sessions() as session, session.begin():
-            order = await repo.get_order_for_lab(session, message.order_id, for_update=True)
-            assert order is not None  # noqa: S101 - checked in _deliver, rows are never deleted
+            status = await repo.lock_status_for_lab(session, order_id)
+            assert status is not None  # noqa: S101 - checked in _deliver, rows are never deleted
             match outcome:
                 case Accepted(lab_order_id=lab_order_id):
                     if not await outbox.settle(session, message, status="sent", attempts=attempts):
                         return
-                    repo.add_attempt(session, order.id, now, message.kind, "accepted", None)
-                    if message.kind == "submit":
-                        order.lab_order_id = lab_order_id
-                        self._advance(order, states.after_dispatch_accepted(order.status), now)
-                        if order.status == "cancelled":
+                    await repo.insert_attempt(session, order_id, now, kind, "accepted", None)
+                    if kind == "submit":
+                        target = states.after_dispatch_accepted(status)
+                        changes: dict[str, object] = {"lab_order_id": lab_order_id}
+                        if target is not None:
+                            changes |= {"status": target, "updated_at": now}
+                        await repo.update_for_lab(session, order_id, **changes)
+                        if (target or status) == "cancelled":
                             outbox.add_message(
                                 session,
-                                organisation_id=order.organisation_id,
-                                order_id=order.id,
+                                organisation_id=message.organisation_id,
+                                order_id=order_id,
                                 kind="cancel",
                                 now=now,
                             )
                 case Cancelled():
                     if await outbox.settle(session, message, status="sent", attempts=attempts):
-                        repo.add_attempt(session, order.id, now, "cancel", "accepted", None)
+                        await repo.insert_attempt(
+                            session, order_id, now, "cancel", "accepted", None
+                        )
                 case Retryable(reason=reason, retry_after=retry_after):
                     detail = _clip(reason)
                     if attempts >= self._policy.max_attempts:
@@ -313,16 +325,15 @@ class Dispatcher:
                             session, message, status="dead", attempts=attempts, last_error=detail
                         ):
                             return
-                        repo.add_attempt(session, order.id, now, message.kind, "gave_up", detail)
-                        if message.kind == "submit":
-                            order.status_detail = (
-                                f"Lab unreachable after {attempts} attempts ({detail}); "
-                                "re-queue with `labrec orders requeue`."
-                            )
-                            self._advance(
-                                order,
-                                states.after_dispatch_final_failure(order.status, "failed"),
+                        await repo.insert_attempt(session, order_id, now, kind, "gave_up", detail)
+                        if kind == "submit":
+                            await self._finish(
+                                session,
+                                order_id,
+                                states.after_dispatch_final_failure(status, "failed"),
                                 now,
+                                f"Lab unreachable after {attempts} attempts ({detail}); "
+                                "re-queue with `labrec orders requeue`.",
                             )
                         return
                     delay = self._policy.delay(attempts, retry_after, self._rng)
@@ -335,27 +346,32 @@ class Dispatcher:
                         last_error=detail,
                     ):
                         return
-                    repo.add_attempt(session, order.id, now, message.kind, "retrying", detail)
-                case Rejected(status=status, message=lab_message):
-                    detail = _clip(f"lab answered {status}: {lab_message}")
+                    await repo.insert_attempt(session, order_id, now, kind, "retrying", detail)
+                case Rejected(status=http_status, message=lab_message):
+                    detail = _clip(f"lab answered {http_status}: {lab_message}")
                     if not await outbox.settle(
                         session, message, status="dead", attempts=attempts, last_error=detail
                     ):
                         return
-                    repo.add_attempt(session, order.id, now, message.kind, "rejected", detail)
-                    if message.kind == "submit":
-                        order.status_detail = detail
-                        self._advance(
-                            order,
-                            states.after_dispatch_final_failure(order.status, "rejected"),
+                    await repo.insert_attempt(session, order_id, now, kind, "rejected", detail)
+                    if kind == "submit":
+                        await self._finish(
+                            session,
+                            order_id,
+                            states.after_dispatch_final_failure(status, "rejected"),
                             now,
+                            detail,
                         )
 
     @staticmethod
-    def _advance(order: Order, target: str | None, now: dt.datetime) -> None:
+    async def _finish(
+        session: AsyncSession, order_id: str, target: str | None, now: dt.datetime, detail: str
+    ) -> None:
+        """A final failure: the detail is kept whatever the status; the status moves if allowed."""
+        changes: dict[str, object] = {"status_detail": detail}
         if target is not None:
-            order.status = target
-            order.updated_at = now
+            changes |= {"status": target, "updated_at": now}
+        await repo.update_for_lab(session, order_id, **changes)
 
 
 async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, seconds: float) -> None:
