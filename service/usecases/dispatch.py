@@ -50,6 +50,8 @@ _LEASE_MARGIN: Final = 1.0
 _COALESCE: Final = 0.01
 #: Seconds running deliveries get to finish once the dispatcher is asked to stop.
 _STOP_GRACE: Final = 5.0
+#: Most outcomes recorded in one transaction.
+_MAX_GROUP: Final = 64
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):
@@ -120,6 +122,10 @@ class Dispatcher:
         self._slot_freed = asyncio.Event()
         #: Wait (briefly) for this many free slots before claiming again.
         self._min_claim = max(1, capacity // 16)
+        self._outcomes: list[
+            tuple[OutboxMessage, SubmitOutcome | CancelOutcome, asyncio.Future[None]]
+        ] = []
+        self._recorder: asyncio.Task[None] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -282,7 +288,44 @@ class Dispatcher:
             )
 
     async def _record(self, message: OutboxMessage, outcome: SubmitOutcome | CancelOutcome) -> None:
-        """Record the outcome in one transaction, unless another claim holds the message now.
+        """Record the outcome; outcomes that arrive together share one transaction (group commit).
+
+        Only one group is written at a time; what arrives meanwhile forms the next group. Orders
+        are locked in id order, so two workers' groups cannot deadlock. If a group fails, each of
+        its outcomes is recorded in a transaction of its own.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((message, outcome, future))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_groups())
+        await future
+
+    async def _record_groups(self) -> None:
+        while self._outcomes:
+            group = self._outcomes[:_MAX_GROUP]
+            del self._outcomes[:_MAX_GROUP]
+            group.sort(key=lambda item: item[0].order_id)
+            try:
+                async with self._sessions() as session, session.begin():
+                    for message, outcome, _ in group:
+                        await self._record_in(session, message, outcome)
+            except Exception:
+                for message, outcome, future in group:
+                    try:
+                        async with self._sessions() as session, session.begin():
+                            await self._record_in(session, message, outcome)
+                    except Exception as exc:
+                        _resolve(future, exc)
+                    else:
+                        _resolve(future, None)
+            else:
+                for _, _, future in group:
+                    _resolve(future, None)
+
+    async def _record_in(
+        self, session: AsyncSession, message: OutboxMessage, outcome: SubmitOutcome | CancelOutcome
+    ) -> None:
+        """Record one outcome, unless another claim holds the message now.
 
         The order row is locked first (as every writer of orders does), then the outbox row is
         settled under the fencing token; only then are the attempt and the order written.
@@ -291,77 +334,74 @@ class Dispatcher:
         attempts = message.attempts + 1
         kind = message.kind
         order_id = message.order_id
-        async with self._sessions() as session, session.begin():
-            status = await repo.lock_status_for_lab(session, order_id)
-            assert status is not None  # noqa: S101 - checked in _deliver, rows are never deleted
-            match outcome:
-                case Accepted(lab_order_id=lab_order_id):
-                    if not await outbox.settle(session, message, status="sent", attempts=attempts):
-                        return
-                    await repo.insert_attempt(session, order_id, now, kind, "accepted", None)
-                    if kind == "submit":
-                        target = states.after_dispatch_accepted(status)
-                        changes: dict[str, object] = {"lab_order_id": lab_order_id}
-                        if target is not None:
-                            changes |= {"status": target, "updated_at": now}
-                        await repo.update_for_lab(session, order_id, **changes)
-                        if (target or status) == "cancelled":
-                            outbox.add_message(
-                                session,
-                                organisation_id=message.organisation_id,
-                                order_id=order_id,
-                                kind="cancel",
-                                now=now,
-                            )
-                case Cancelled():
-                    if await outbox.settle(session, message, status="sent", attempts=attempts):
-                        await repo.insert_attempt(
-                            session, order_id, now, "cancel", "accepted", None
+        status = await repo.lock_status_for_lab(session, order_id)
+        assert status is not None  # noqa: S101 - checked in _deliver, rows are never deleted
+        match outcome:
+            case Accepted(lab_order_id=lab_order_id):
+                if not await outbox.settle(session, message, status="sent", attempts=attempts):
+                    return
+                await repo.insert_attempt(session, order_id, now, kind, "accepted", None)
+                if kind == "submit":
+                    target = states.after_dispatch_accepted(status)
+                    changes: dict[str, object] = {"lab_order_id": lab_order_id}
+                    if target is not None:
+                        changes |= {"status": target, "updated_at": now}
+                    await repo.update_for_lab(session, order_id, **changes)
+                    if (target or status) == "cancelled":
+                        outbox.add_message(
+                            session,
+                            organisation_id=message.organisation_id,
+                            order_id=order_id,
+                            kind="cancel",
+                            now=now,
                         )
-                case Retryable(reason=reason, retry_after=retry_after):
-                    detail = _clip(reason)
-                    if attempts >= self._policy.max_attempts:
-                        if not await outbox.settle(
-                            session, message, status="dead", attempts=attempts, last_error=detail
-                        ):
-                            return
-                        await repo.insert_attempt(session, order_id, now, kind, "gave_up", detail)
-                        if kind == "submit":
-                            await self._finish(
-                                session,
-                                order_id,
-                                states.after_dispatch_final_failure(status, "failed"),
-                                now,
-                                f"Lab unreachable after {attempts} attempts ({detail}); "
-                                "re-queue with `labrec orders requeue`.",
-                            )
-                        return
-                    delay = self._policy.delay(attempts, retry_after, self._rng)
-                    if not await outbox.settle(
-                        session,
-                        message,
-                        status="pending",
-                        attempts=attempts,
-                        next_attempt_at=now + dt.timedelta(seconds=delay),
-                        last_error=detail,
-                    ):
-                        return
-                    await repo.insert_attempt(session, order_id, now, kind, "retrying", detail)
-                case Rejected(status=http_status, message=lab_message):
-                    detail = _clip(f"lab answered {http_status}: {lab_message}")
+            case Cancelled():
+                if await outbox.settle(session, message, status="sent", attempts=attempts):
+                    await repo.insert_attempt(session, order_id, now, "cancel", "accepted", None)
+            case Retryable(reason=reason, retry_after=retry_after):
+                detail = _clip(reason)
+                if attempts >= self._policy.max_attempts:
                     if not await outbox.settle(
                         session, message, status="dead", attempts=attempts, last_error=detail
                     ):
                         return
-                    await repo.insert_attempt(session, order_id, now, kind, "rejected", detail)
+                    await repo.insert_attempt(session, order_id, now, kind, "gave_up", detail)
                     if kind == "submit":
                         await self._finish(
                             session,
                             order_id,
-                            states.after_dispatch_final_failure(status, "rejected"),
+                            states.after_dispatch_final_failure(status, "failed"),
                             now,
-                            detail,
+                            f"Lab unreachable after {attempts} attempts ({detail}); "
+                            "re-queue with `labrec orders requeue`.",
                         )
+                    return
+                delay = self._policy.delay(attempts, retry_after, self._rng)
+                if not await outbox.settle(
+                    session,
+                    message,
+                    status="pending",
+                    attempts=attempts,
+                    next_attempt_at=now + dt.timedelta(seconds=delay),
+                    last_error=detail,
+                ):
+                    return
+                await repo.insert_attempt(session, order_id, now, kind, "retrying", detail)
+            case Rejected(status=http_status, message=lab_message):
+                detail = _clip(f"lab answered {http_status}: {lab_message}")
+                if not await outbox.settle(
+                    session, message, status="dead", attempts=attempts, last_error=detail
+                ):
+                    return
+                await repo.insert_attempt(session, order_id, now, kind, "rejected", detail)
+                if kind == "submit":
+                    await self._finish(
+                        session,
+                        order_id,
+                        states.after_dispatch_final_failure(status, "rejected"),
+                        now,
+                        detail,
+                    )
 
     @staticmethod
     async def _finish(
@@ -372,6 +412,16 @@ class Dispatcher:
         if target is not None:
             changes |= {"status": target, "updated_at": now}
         await repo.update_for_lab(session, order_id, **changes)
+
+
+def _resolve(future: asyncio.Future[None], error: Exception | None) -> None:
+    """Wake a delivery waiting for its outcome to be recorded (unless it was cancelled)."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, seconds: float) -> None:
