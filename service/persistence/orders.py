@@ -5,11 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from typing import Final
 
-from sqlalchemy import Select, and_, insert, or_, select, update
+from sqlalchemy import Select, Table, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.persistence.models import Order, OrderAttempt, StoredRecommendation
+
+#: Core tables for the dispatcher's per-delivery statements (no ORM statement machinery).
+_ORDERS: Final[Table] = Order.__table__  # type: ignore[assignment]
+_ATTEMPTS: Final[Table] = OrderAttempt.__table__  # type: ignore[assignment]
 
 
 async def get_order(
@@ -49,12 +54,7 @@ async def lock_status_for_lab(session: AsyncSession, order_id: str) -> str | Non
 
 async def update_for_lab(session: AsyncSession, order_id: str, **values: object) -> None:
     """Write the dispatcher's changes to an order (status, lab_order_id, status_detail, ...)."""
-    await session.execute(
-        update(Order)
-        .where(Order.id == order_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    await session.execute(update(_ORDERS).where(_ORDERS.c.id == order_id).values(**values))
 
 
 async def insert_attempt(
@@ -67,7 +67,7 @@ async def insert_attempt(
 ) -> None:
     """``add_attempt`` as one INSERT statement (no unit of work: the dispatcher's hot path)."""
     await session.execute(
-        insert(OrderAttempt).values(
+        insert(_ATTEMPTS).values(
             order_id=order_id, at=at, kind=kind, outcome=outcome, detail=detail
         )
     )
