@@ -49,6 +49,8 @@ def build_dispatcher(container: Container) -> Dispatcher:
         container.clock,
         lease=dt.timedelta(seconds=settings.dispatch_lease_seconds),
         capacity=settings.dispatch_concurrency,
+        # SQLite has one writer: parallel recording transactions would only queue for its lock.
+        record_concurrency=1 if settings.database_url.startswith("sqlite") else 4,
     )
 
 

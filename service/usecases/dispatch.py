@@ -109,6 +109,7 @@ class Dispatcher:
         *,
         lease: dt.timedelta,
         capacity: int = 64,
+        record_concurrency: int = 1,
         rng: random.Random | None = None,
     ) -> None:
         self._sessions = sessions
@@ -125,7 +126,8 @@ class Dispatcher:
         self._outcomes: list[
             tuple[OutboxMessage, SubmitOutcome | CancelOutcome, asyncio.Future[None]]
         ] = []
-        self._recorder: asyncio.Task[None] | None = None
+        self._recorders: set[asyncio.Task[None]] = set()
+        self._record_concurrency = record_concurrency
 
     @property
     def in_flight(self) -> int:
@@ -290,14 +292,17 @@ class Dispatcher:
     async def _record(self, message: OutboxMessage, outcome: SubmitOutcome | CancelOutcome) -> None:
         """Record the outcome; outcomes that arrive together share one transaction (group commit).
 
-        Only one group is written at a time; what arrives meanwhile forms the next group. Orders
-        are locked in id order, so two workers' groups cannot deadlock. If a group fails, each of
+        At most ``record_concurrency`` groups are written at a time (one on SQLite, a few on
+        PostgreSQL so that round trips overlap); what arrives meanwhile forms the next group.
+        Orders are locked in id order, so two groups cannot deadlock. If a group fails, each of
         its outcomes is recorded in a transaction of its own.
         """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._outcomes.append((message, outcome, future))
-        if self._recorder is None or self._recorder.done():
-            self._recorder = asyncio.create_task(self._record_groups())
+        if len(self._recorders) < self._record_concurrency:
+            recorder = asyncio.create_task(self._record_groups())
+            self._recorders.add(recorder)
+            recorder.add_done_callback(self._recorders.discard)
         await future
 
     async def _record_groups(self) -> None:
