@@ -117,6 +117,8 @@ class Dispatcher:
         self._policy = policy
         self._clock = clock
         self._lease = lease
+        # Time kept at the lease's end to record the outcome (a tenth of short test leases).
+        self._lease_margin = min(_LEASE_MARGIN, lease.total_seconds() / 10)
         self._capacity = capacity
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._tasks: set[asyncio.Task[None]] = set()
@@ -251,7 +253,7 @@ class Dispatcher:
             loop = asyncio.get_running_loop()
             try:
                 # Abandon a call that would outlive the lease: its outcome could not be recorded.
-                async with asyncio.timeout_at(deadline - _LEASE_MARGIN):
+                async with asyncio.timeout_at(deadline - self._lease_margin):
                     outcome = await self._call(connection.gateway, message, order)
             except TimeoutError:
                 breaker.record_failure()

@@ -189,7 +189,7 @@ async def test_a_call_that_would_outlive_its_lease_is_abandoned_then_resent(
                 raise AssertionError("unreachable")
 
         stalling = StallingLab(_accept)
-        # Lease 1.5 s: the call is abandoned 1 s before the lease ends, nothing is recorded.
+        # Lease 1.5 s: the call is abandoned shortly before the lease ends, nothing is recorded.
         await _dispatcher(container, _single(stalling), lease=1.5).run_once()
         abandoned = await _messages(container, ids)
         attempts_after_abandon = await _attempts(container, ids)
