@@ -46,7 +46,9 @@ async def list_orders(
     )
 
 
-def _detail(ui: Ui, order: OrderOut, error: str | None = None, status_code: int = 200) -> Template:
+def _detail(
+    ui: Ui, order: OrderOut, error: str | None = None, status_code: int = 200
+) -> Template:
     return ui.page(
         "order.html",
         status_code,
