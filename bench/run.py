@@ -1,4 +1,4 @@
-"""labrec benchmark: ``/work/venv/bin/python -m bench.run`` (see bench/README.md).
+"""labrec benchmark: ``.venv/bin/python -m bench.run`` (see bench/README.md).
 
 Starts every server itself on 127.0.0.1, drives it with ``wrk`` for a bounded time, stops it, and
 prints one table (also written to bench/results/<timestamp>/).
@@ -315,6 +315,15 @@ class Bench:
         report = run_end_to_end(self)
         self.extra["orders_end_to_end"] = report
 
+    def dispatch_flow(self) -> None:
+        from bench.dispatch_flow import run
+
+        print("(h) the dispatcher alone: a stalling lab and a healthy one", flush=True)
+        report = run(
+            ["faults", "healthy"], ["sqlite", "postgres"], self.args.postgres_admin_url, self.out
+        )
+        self.extra["dispatch_flow"] = report
+
     # --- output -------------------------------------------------------------------------------
 
     def table(self) -> str:
@@ -357,6 +366,8 @@ class Bench:
             lines += ["", self.extra["engine_scale"]["text"]]
         if "orders_end_to_end" in self.extra:
             lines += ["", self.extra["orders_end_to_end"]["text"]]
+        if "dispatch_flow" in self.extra:
+            lines += ["", self.extra["dispatch_flow"]["text"]]
         return "\n".join(lines)
 
 
@@ -383,6 +394,7 @@ SECTIONS = {
     "pg": "api_postgres",
     "f": "engine_scale",
     "g": "orders_end_to_end",
+    "h": "dispatch_flow",
 }
 
 

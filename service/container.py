@@ -82,6 +82,7 @@ def build_container(
         ),
         transport=lab_transport,
         bearer_token=sandbox_token,
+        max_connections=settings.lab_max_in_flight,
     )
     return Container(
         settings=settings,

@@ -36,6 +36,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dispatch_max_attempts: PositiveInt = 15
     dispatch_lease_seconds: PositiveFloat = 60.0
     dispatch_poll_interval: PositiveFloat = 0.5
+    #: Deliveries one dispatcher keeps in flight at once (claimed as slots free up).
+    dispatch_concurrency: PositiveInt = 64
+    #: Calls in flight to one lab connection at once (and its HTTP connection pool size).
+    lab_max_in_flight: PositiveInt = 32
+    #: Consecutive failed calls (timeouts, transport errors, 5xx/429) that back a lab off...
+    lab_breaker_failures: PositiveInt = 10
+    #: ...for this many seconds, after which one probe call decides whether it is back.
+    lab_breaker_cooldown: PositiveFloat = 10.0
     #: Run the outbox dispatcher inside ``serve`` (turn off when running ``labrec worker``s).
     dispatch_in_process: bool = True
     reconcile_after_seconds: PositiveFloat = 900.0

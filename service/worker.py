@@ -16,15 +16,31 @@ from service.labs.outcomes import LabError
 from service.persistence.idempotency import purge_expired
 from service.usecases.dispatch import Dispatcher, RetryPolicy
 from service.usecases.lab_events import apply_lab_status, overdue_orders
+from service.usecases.lab_flow import CircuitBreaker, LabConnection, LabRoutes
 
 log = logging.getLogger("labrec.worker")
 
 
 def build_dispatcher(container: Container) -> Dispatcher:
+    """One dispatcher over the configured lab connection (keyed by its base URL)."""
     settings = container.settings
+    lab = LabConnection(
+        container.lab.base_url,
+        container.lab,
+        max_in_flight=settings.lab_max_in_flight,
+        breaker=CircuitBreaker(settings.lab_breaker_failures, settings.lab_breaker_cooldown),
+    )
+    worst_call = settings.lab_connect_timeout + settings.lab_read_timeout
+    if settings.dispatch_lease_seconds <= worst_call:
+        log.warning(
+            "LABREC_DISPATCH_LEASE_SECONDS (%.0f) is not above the lab timeouts (%.0f s): "
+            "slow lab calls will be abandoned at their lease end and sent again",
+            settings.dispatch_lease_seconds,
+            worst_call,
+        )
     return Dispatcher(
         container.sessions,
-        container.lab,
+        LabRoutes([lab]),
         RetryPolicy(
             base=settings.dispatch_backoff_base,
             cap=settings.dispatch_backoff_max,
@@ -32,6 +48,9 @@ def build_dispatcher(container: Container) -> Dispatcher:
         ),
         container.clock,
         lease=dt.timedelta(seconds=settings.dispatch_lease_seconds),
+        capacity=settings.dispatch_concurrency,
+        # SQLite has one writer: parallel recording transactions would only queue for its lock.
+        record_concurrency=1 if settings.database_url.startswith("sqlite") else 4,
     )
 
 

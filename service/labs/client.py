@@ -49,6 +49,8 @@ MESSAGE_LIMIT: Final = 500
 #: 409 is the IETF idempotency draft's "same key still in flight, retry unchanged".
 _RETRYABLE_4XX: Final = frozenset({408, 409, 429})
 _CONTROL_CHARS: Final = re.compile(r"[\x00-\x1f\x7f]+")
+#: Connections per httpx pool (see ``FhirLabClient.__init__``).
+_SHARD: Final = 4
 
 
 class FhirLabClient:
@@ -61,22 +63,40 @@ class FhirLabClient:
         timeout: httpx.Timeout,
         transport: httpx.AsyncBaseTransport | None = None,
         bearer_token: str | None = None,
+        max_connections: int = 32,
     ) -> None:
         """``bearer_token`` is sent as ``Authorization`` (the built-in sandbox lab requires one)."""
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("lab base URL must be an absolute http(s) URL")
         self._base = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(
-            timeout=timeout,
-            follow_redirects=False,
-            transport=transport,
-            headers={
-                "Accept": FHIR_JSON,
-                "User-Agent": "labrec-lab-client",
-                **({"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}),
-            },
-        )
+        # As many kept-alive connections as calls the dispatcher may have in flight to this lab,
+        # in small pools: httpcore checks every pooled connection's socket on each request, so
+        # one pool of 32 costs more CPU than the call itself. A call goes to the least busy pool.
+        sizes = [_SHARD] * (max_connections // _SHARD)
+        if max_connections % _SHARD:
+            sizes.append(max_connections % _SHARD)
+        headers = {
+            "Accept": FHIR_JSON,
+            "User-Agent": "labrec-lab-client",
+            **({"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}),
+        }
+        self._pools = [
+            httpx.AsyncClient(
+                timeout=timeout,
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                follow_redirects=False,
+                transport=transport,
+                headers=headers,
+            )
+            for size in sizes
+        ]
+        self._busy = [0] * len(self._pools)
+        self._http = self._pools[0]
+
+    @property
+    def base_url(self) -> str:
+        return self._base
 
     async def submit(self, req: LabRequisition) -> SubmitOutcome:
         """POST the order's transaction bundle to the FHIR base."""
@@ -118,17 +138,22 @@ class FhirLabClient:
         return outcome
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for pool in self._pools:
+            await pool.aclose()
 
     async def _send(
         self, method: str, url: str, body: bytes, key: str
     ) -> httpx.Response | Retryable:
         headers = {"Content-Type": FHIR_JSON, "Idempotency-Key": idempotency_key_header(key)}
+        index = self._busy.index(min(self._busy))
+        self._busy[index] += 1
         try:
-            return await self._http.request(method, url, content=body, headers=headers)
+            return await self._pools[index].request(method, url, content=body, headers=headers)
         except httpx.RequestError as exc:
             # Sent or not, we cannot know: the same key makes the retry safe either way.
             return Retryable(reason=_transport_reason(exc))
+        finally:
+            self._busy[index] -= 1
 
 
 def _classify(

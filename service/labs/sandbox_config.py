@@ -2,17 +2,20 @@
 
 ``WEBHOOK_URL`` (unset: no webhooks), ``WEBHOOK_SECRET`` (else ``LABREC_LAB_WEBHOOK_SECRET``),
 ``STEP_DELAY`` s (2; 0 = manual only), ``ERROR_RATE``, ``DROP_RATE``, ``TIMEOUT_RATE`` (0..1),
-``LATENCY_MS``, ``SEED``, ``HANG_SECONDS`` (30), ``WEBHOOK_ATTEMPTS`` (5), ``WEBHOOK_BACKOFF`` s
-(0.5, doubling, capped at 10), ``WEBHOOK_TIMEOUT`` s (5), ``TOKEN`` (bearer token the
-``_sandbox/*`` control routes require; unset: open, so bind the standalone lab to loopback or a
-private network only); each prefixed ``LABREC_SANDBOX_``.
+``LATENCY_MS``, ``SEED``, ``RETRY_AFTER`` (``mixed``: each 503 draws none, seconds or an
+HTTP-date; or always ``none``, ``seconds`` = ``Retry-After: 1``, ``http-date``), ``HANG_SECONDS``
+(30; a timeout fault processes the request, then holds the answer back this long),
+``WEBHOOK_ATTEMPTS`` (5), ``WEBHOOK_BACKOFF`` s (0.5, doubling, capped at 10),
+``WEBHOOK_TIMEOUT`` s (5), ``TOKEN`` (bearer token the ``_sandbox/*`` control routes require;
+unset: open, so bind the standalone lab to loopback or a private network only); each prefixed
+``LABREC_SANDBOX_``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Final, TypeVar
+from typing import Final, Literal, TypeVar
 
 import msgspec
 
@@ -21,6 +24,10 @@ from service.labs.webhooks import validate_secret
 T = TypeVar("T")
 
 ENV_PREFIX: Final = "LABREC_SANDBOX_"
+
+#: How an injected 503 states ``Retry-After``: drawn per reply (``mixed``) or always one form.
+RetryAfterMode = Literal["mixed", "none", "seconds", "http-date"]
+_RETRY_AFTER_MODES: Final = ("mixed", "none", "seconds", "http-date")
 
 
 class FaultSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -31,6 +38,7 @@ class FaultSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     drop_rate: float = 0.0
     timeout_rate: float = 0.0
     seed: int = 0
+    retry_after: RetryAfterMode = "mixed"
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "drop_rate", "timeout_rate"):
@@ -91,6 +99,7 @@ class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True):
             drop_rate=get("DROP_RATE", float, 0.0),
             timeout_rate=get("TIMEOUT_RATE", float, 0.0),
             seed=get("SEED", int, 0),
+            retry_after=get("RETRY_AFTER", _retry_after_mode, "mixed"),
         )
         secret = env.get(ENV_PREFIX + "WEBHOOK_SECRET") or env.get("LABREC_LAB_WEBHOOK_SECRET")
         return cls(
@@ -104,3 +113,9 @@ class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True):
             webhook_timeout=get("WEBHOOK_TIMEOUT", float, 5.0),
             control_token=get("TOKEN", str, None),
         )
+
+
+def _retry_after_mode(raw: str) -> RetryAfterMode:
+    if raw not in _RETRY_AFTER_MODES:
+        raise ValueError(raw)
+    return raw  # type: ignore[return-value]

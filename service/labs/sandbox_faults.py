@@ -40,10 +40,11 @@ class FaultInjector:
         s = self.settings
         u_error, u_retry_after, u_hang, u_drop = (self._rng.random() for _ in range(4))
         forms: tuple[RetryAfterForm, ...] = ("none", "seconds", "http-date")
+        form = forms[min(int(u_retry_after * 3), 2)] if s.retry_after == "mixed" else s.retry_after
         return FaultPlan(
             latency=s.latency_ms / 1000,
             error=u_error < s.error_rate,
-            retry_after=forms[min(int(u_retry_after * 3), 2)],
+            retry_after=form,
             hang=u_hang < s.timeout_rate,
             drop=u_drop < s.drop_rate,
         )

@@ -5,11 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from typing import Final
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, Table, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.persistence.models import Order, OrderAttempt, StoredRecommendation
+
+#: Core tables for the dispatcher's per-delivery statements (no ORM statement machinery).
+_ORDERS: Final[Table] = Order.__table__  # type: ignore[assignment]
+_ATTEMPTS: Final[Table] = OrderAttempt.__table__  # type: ignore[assignment]
 
 
 async def get_order(
@@ -29,6 +34,43 @@ async def get_order_for_lab(
     if for_update:
         query = query.with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def orders_for_lab(session: AsyncSession, order_ids: list[str]) -> dict[str, Order]:
+    """The orders a dispatcher just claimed, in one query."""
+    if not order_ids:
+        return {}
+    query = select(Order).where(Order.id.in_(set(order_ids)))
+    return {order.id: order for order in (await session.execute(query)).scalars()}
+
+
+async def lock_status_for_lab(session: AsyncSession, order_id: str) -> str | None:
+    """The order's status, row locked (``FOR UPDATE``): what the dispatcher needs to record an
+    outcome, without loading the whole order.
+    """
+    query = select(Order.status).where(Order.id == order_id).with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def update_for_lab(session: AsyncSession, order_id: str, **values: object) -> None:
+    """Write the dispatcher's changes to an order (status, lab_order_id, status_detail, ...)."""
+    await session.execute(update(_ORDERS).where(_ORDERS.c.id == order_id).values(**values))
+
+
+async def insert_attempt(
+    session: AsyncSession,
+    order_id: str,
+    at: dt.datetime,
+    kind: str,
+    outcome: str,
+    detail: str | None,
+) -> None:
+    """``add_attempt`` as one INSERT statement (no unit of work: the dispatcher's hot path)."""
+    await session.execute(
+        insert(_ATTEMPTS).values(
+            order_id=order_id, at=at, kind=kind, outcome=outcome, detail=detail
+        )
+    )
 
 
 async def attempts_of(session: AsyncSession, order_id: str) -> list[OrderAttempt]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.persistence.models import OutboxMessage
+
+_OUTBOX: Final[Table] = OutboxMessage.__table__  # type: ignore[assignment]
 
 
 def message_values(
@@ -94,11 +96,11 @@ async def settle(
     }
     if next_attempt_at is not None:
         values["next_attempt_at"] = next_attempt_at
+    # Core, not the ORM's bulk-update path: this runs once per delivery.
     result = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message.id, OutboxMessage.claimed_by == message.claimed_by)
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id == message.id, _OUTBOX.c.claimed_by == message.claimed_by)
         .values(**values)
-        .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -288,6 +288,23 @@ def test_faults_are_deterministic_per_seed_and_follow_the_rates() -> None:
     assert {r for *_, r in first} == {"none", "seconds", "http-date"}
 
 
+def test_a_fixed_retry_after_form_applies_to_every_503_and_keeps_the_sequence() -> None:
+    mixed = FaultSettings(error_rate=0.5, timeout_rate=0.2, seed=5)
+    fixed = msgspec.structs.replace(mixed, retry_after="seconds")
+    fixed_injector, mixed_injector = FaultInjector(fixed), FaultInjector(mixed)
+
+    drawn = [fixed_injector.draw() for _ in range(300)]
+    baseline = [mixed_injector.draw() for _ in range(300)]
+
+    assert {p.retry_after for p in drawn} == {"seconds"}
+    assert [(p.error, p.hang) for p in drawn] == [(p.error, p.hang) for p in baseline]
+    assert SandboxConfig.from_env(
+        {"LABREC_SANDBOX_RETRY_AFTER": "seconds"}
+    ).faults == FaultSettings(retry_after="seconds")
+    with pytest.raises(ValueError, match="LABREC_SANDBOX_RETRY_AFTER"):
+        SandboxConfig.from_env({"LABREC_SANDBOX_RETRY_AFTER": "sometimes"})
+
+
 def test_zero_rates_never_fault() -> None:
     injector = FaultInjector(FaultSettings(seed=3))
 
