@@ -134,6 +134,7 @@ async def test_operators_list_refusals_with_the_cli(database_url: str, monkeypat
         for _ in range(4):
             await client.get("/v1/orders", headers={"X-API-Key": "lrk_wrong"})
     monkeypatch.setenv("LABREC_DATABASE_URL", database_url)
+    capsys.readouterr()  # only the command's own output below (the app prints its sandbox token)
     assert await asyncio.to_thread(main, ["audit", "refusals", "--minutes", "5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
