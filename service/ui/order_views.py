@@ -46,9 +46,7 @@ async def list_orders(
     )
 
 
-def _detail(
-    ui: Ui, order: OrderOut, error: str | None = None, status_code: int = 200
-) -> Template:
+def _detail(ui: Ui, order: OrderOut, error: str | None = None, status_code: int = 200) -> Template:
     return ui.page(
         "order.html",
         status_code,

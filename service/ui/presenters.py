@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Final, get_args
 
 import msgspec
 
 from service.domain.catalog import Catalog, Evidence, Panel
+from service.domain.vocabulary import FamilyId
 from service.usecases.dto import EvidenceOut, OrderRequest, RecommendationOut, SuggestionOut
 
 TIER_ORDER: Final = ("safety", "complementary")
@@ -133,3 +134,9 @@ def condition_options(catalog: Catalog) -> list[tuple[str, str]]:
         for prefix in group.prefixes:
             names.setdefault(prefix, []).append(f"{group.name} ({prefix} and below)")
     return [(code, f"{code} — {'; '.join(names[code])}") for code in sorted(names)]
+
+
+def requestable_families(catalog: Catalog) -> list[tuple[str, str]]:
+    """(id, name) of the complementary families a request may ask for, by the catalog's names."""
+    names = {f.id: f.name for f in catalog.families.values()}
+    return [(family_id, names.get(family_id, family_id)) for family_id in get_args(FamilyId)]
