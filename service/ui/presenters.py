@@ -13,7 +13,14 @@ import msgspec
 
 from service.domain.catalog import Catalog, Evidence, Panel
 from service.domain.vocabulary import FamilyId
-from service.usecases.dto import EvidenceOut, OrderRequest, RecommendationOut, SuggestionOut
+from service.ui import labels
+from service.usecases.dto import (
+    EvidenceOut,
+    OrderRequest,
+    RecommendationOut,
+    RecommendationRequest,
+    SuggestionOut,
+)
 
 TIER_ORDER: Final = ("safety", "complementary")
 
@@ -140,3 +147,25 @@ def requestable_families(catalog: Catalog) -> list[tuple[str, str]]:
     """(id, name) of the complementary families a request may ask for, by the catalog's names."""
     names = {f.id: f.name for f in catalog.families.values()}
     return [(family_id, names.get(family_id, family_id)) for family_id in get_args(FamilyId)]
+
+
+def context_more(catalog: Catalog, context: RecommendationRequest) -> list[str]:
+    """The v2 context under the result's heading, so the reader sees what the gates rest on."""
+    parts: list[str] = []
+    if context.setting:
+        parts.append(labels.SETTINGS.get(context.setting, context.setting))
+    if context.patient.pregnant:
+        parts.append("known pregnancy")
+    if context.therapy_started:
+        parts.append(f"treatment started {context.therapy_started.isoformat()}")
+    if context.last_dose_change:
+        parts.append(f"last dose change {context.last_dose_change.isoformat()}")
+    names = [
+        catalog.medication_classes[m.class_id].name
+        if m.class_id in catalog.medication_classes
+        else (m.class_id or (m.code.code if m.code else "?"))
+        for m in context.medications
+    ]
+    if names:
+        parts.append("also taking: " + ", ".join(names))
+    return parts

@@ -123,6 +123,7 @@ def _recommendation_page(
         status_code,
         rec=out,
         context=context,
+        context_more=presenters.context_more(ui.container.catalog, context),
         therapy=ui.container.catalog.therapies.get(out.therapy),
         tiers=presenters.by_tier(out),
         evidence_links=presenters.evidence_links,

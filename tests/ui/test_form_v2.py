@@ -14,6 +14,7 @@ import pytest
 
 from service.domain.vocabulary import FamilyId, Finding
 from service.persistence.models import StoredRecommendation
+from service.ui import labels
 from tests.ui.helpers import recommendation_form
 from tests.ui.test_pages import CHECKED, _signed_in
 from tests.ui.test_safety_pages import _gates, _stored
@@ -83,7 +84,8 @@ async def test_take_home_sublingual_ketamine_pregnancy_possible(ui) -> None:
     [("take_home", True, False), ("clinic_administered", False, False)],
 )
 async def test_setting_is_sent_as_chosen(ui, setting: str, take_home: bool, assumed: bool) -> None:
-    _, result, _ = await _result(ui, route="sublingual", setting=setting, pregnancy="yes")
+    _, result, page = await _result(ui, route="sublingual", setting=setting, pregnancy="yes")
+    assert f'<p class="meta context-more">{html.escape(labels.SETTINGS[setting])}</p>' in page
     assert (_advisory(result, "ketamine-take-home") is not None) is take_home
     assert (_advisory(result, "ketamine-take-home-assumed") is not None) is assumed
 
@@ -93,6 +95,7 @@ async def test_known_pregnancy_wins_over_pregnancy_not_possible(ui) -> None:
     pregnant = _advisory(result, "ketamine-pregnant")
     assert pregnant is not None and html.escape(pregnant["text"]) in _gates(page)["warning"][1]
     assert _advisory(result, "ketamine-pregnancy-possible") is None
+    assert '<p class="meta context-more">known pregnancy</p>' in page
     hcg = next(s for s in result["suppressed"] if s["panel_id"] == "hcg-urine")
     assert hcg["reason"] == "not_applicable"  # known pregnancy: no pregnancy test
     # Without the tick, "not possible" stands: no pregnancy advisory at all.
@@ -108,6 +111,7 @@ async def test_ssri_snri_with_an_maoi_is_a_critical_banner(ui) -> None:
     assert maoi is not None and maoi["severity"] == "critical"
     tag, inner = _gates(page)["critical"]
     assert 'role="alert"' in tag and html.escape(maoi["text"]) in inner
+    assert "also taking: Monoamine oxidase inhibitor (MAOI)</p>" in page  # what the gate rests on
     _, without, page = await _result(ui, therapy="ssri_snri", route="oral", finding=[])
     assert _advisory(without, "ssri-snri-maoi") is None and "critical" not in _gates(page)
 
@@ -134,6 +138,7 @@ async def test_lithium_recent_dose_change_gives_the_titration_retest(ui, clock) 
     level = next(s for s in titrating["suggestions"] if s["panel"]["id"] == "lithium-level")
     assert level["retest_days"] == 7
     assert f"retest after {level['retest_days']} days" in page
+    assert f"last dose change {_days_ago(clock, 10)}" in page
     _, recent, page = await _result(
         ui,
         **_lithium(
