@@ -14,7 +14,7 @@ import pytest
 
 from service.domain.vocabulary import FamilyId, Finding
 from service.persistence.models import StoredRecommendation
-from service.ui import labels
+from service.ui import forms, labels
 from tests.ui.helpers import recommendation_form
 from tests.ui.test_pages import CHECKED, _signed_in
 from tests.ui.test_safety_pages import _gates, _stored
@@ -289,3 +289,20 @@ async def test_disclaimer_names_the_therapy_in_context(
     if therapy != "ketamine":
         assert "ketamine" not in disclaimer.lower()
     assert f'<p class="disclaimer">{html.escape(disclaimer)}</p>' in page
+
+
+def test_use_case_errors_without_a_field_of_their_own_go_to_the_top() -> None:
+    mapped = forms.map_usecase_errors(
+        [
+            {"field": "medications[0].class_id", "message": "unknown medication class 'x'"},
+            {"field": "setting", "message": "not allowed"},
+            {"field": "preferences.request_families", "message": "too many"},
+            {"field": "as_of", "message": "is odd"},
+            {"field": "recent_tests[0].date", "message": "is in the future"},
+        ],
+        {"recent_tests": [2]},
+    )
+    assert mapped["medications"] == "Unknown medication class 'x'."
+    assert mapped["setting"] == "Not allowed."
+    assert mapped["recent-2"] == "Is in the future."
+    assert mapped["form"] == "preferences.request_families: Too many. as_of: Is odd."
