@@ -19,6 +19,7 @@ from service.domain.vocabulary import (
     FINDINGS,
     ICD10CM,
     PHASES,
+    ROUTES,
     SPECIMEN_TYPES,
     FamilyId,
     Setting,
@@ -155,6 +156,10 @@ def parse_recommendation(
     errors: Errors = {}
     if not values["therapy"]:
         errors["therapy"] = "Choose a therapy."
+    elif _CONTROL.search(values["therapy"]):
+        errors["therapy"] = "Choose a therapy from the list."
+    if values["route"] and values["route"] not in ROUTES:
+        errors["route"] = "Choose a route from the list, or Not specified."
     if values["phase"] not in PHASES:
         errors["phase"] = "Choose a phase."
     if values["sex"] not in _SEXES:
@@ -194,7 +199,9 @@ def parse_recommendation(
                 errors[f"recent-{i}"] = "Choose the panel and date of the abnormal result."
             continue
         when = _date(date)
-        if not panel or when is None:
+        if _CONTROL.search(panel):
+            errors[f"recent-{i}"] = "Choose the panel from the list."
+        elif not panel or when is None:
             errors[f"recent-{i}"] = "Give both the panel and the date it was tested, or neither."
         else:
             recent.append({"panel_id": panel, "date": when, "abnormal": abnormal})

@@ -207,6 +207,8 @@ _HOSTILE = [
     ({"condition": ["F33.2\x00", "", ""]}, "condition-0"),
     ({"finding": ["gi_symptoms", "x" * 5000]}, "findings"),
     ({"therapy": "ketamine\x07"}, "therapy"),
+    ({"route": "rectal"}, "route"),
+    ({"recent_panel": ["lithium-level\x00"], "recent_date": ["2026-01-01"]}, "recent-0"),
 ]
 
 
