@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final, get_args
 
 from service.domain.orders import OrderStatus
-from service.domain.vocabulary import Finding, Phase, Route, Sex, SpecimenType
+from service.domain.vocabulary import Finding, Phase, Route, Setting, Sex, SpecimenType
 
 ROUTES: Final[dict[str, str]] = {
     "iv": "Intravenous (IV)",
@@ -19,6 +19,10 @@ PHASES: Final[dict[str, str]] = {
     "baseline": "Baseline (before the first dose)",
     "induction": "Induction",
     "maintenance": "Maintenance",
+}
+SETTINGS: Final[dict[str, str]] = {
+    "clinic_administered": "Given in the clinic",
+    "take_home": "Take-home (doses at home)",
 }
 SEXES: Final[dict[str, str]] = {
     "female": "Female",
@@ -95,6 +99,7 @@ GRADES: Final[dict[str, str]] = {
 for _values, _labels in (
     (get_args(Route), ROUTES),
     (get_args(Phase), PHASES),
+    (get_args(Setting), SETTINGS),
     (get_args(Sex), SEXES),
     (get_args(Finding), FINDINGS),
     (get_args(SpecimenType), SPECIMENS),
@@ -107,6 +112,7 @@ for _values, _labels in (
 ALL: Final[dict[str, dict[str, str]]] = {
     "routes": ROUTES,
     "phases": PHASES,
+    "settings": SETTINGS,
     "sexes": SEXES,
     "findings": FINDINGS,
     "specimens": SPECIMENS,

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Final, get_args
 
 import msgspec
 
 from service.domain.catalog import Catalog, Evidence, Panel
-from service.usecases.dto import EvidenceOut, OrderRequest, RecommendationOut, SuggestionOut
+from service.domain.vocabulary import FamilyId
+from service.ui import labels
+from service.usecases.dto import (
+    EvidenceOut,
+    OrderRequest,
+    RecommendationOut,
+    RecommendationRequest,
+    SuggestionOut,
+)
 
 TIER_ORDER: Final = ("safety", "complementary")
 
@@ -133,3 +141,31 @@ def condition_options(catalog: Catalog) -> list[tuple[str, str]]:
         for prefix in group.prefixes:
             names.setdefault(prefix, []).append(f"{group.name} ({prefix} and below)")
     return [(code, f"{code} — {'; '.join(names[code])}") for code in sorted(names)]
+
+
+def requestable_families(catalog: Catalog) -> list[tuple[str, str]]:
+    """(id, name) of the complementary families a request may ask for, by the catalog's names."""
+    names = {f.id: f.name for f in catalog.families.values()}
+    return [(family_id, names.get(family_id, family_id)) for family_id in get_args(FamilyId)]
+
+
+def context_more(catalog: Catalog, context: RecommendationRequest) -> list[str]:
+    """The v2 context under the result's heading, so the reader sees what the gates rest on."""
+    parts: list[str] = []
+    if context.setting:
+        parts.append(labels.SETTINGS.get(context.setting, context.setting))
+    if context.patient.pregnant:
+        parts.append("known pregnancy")
+    if context.therapy_started:
+        parts.append(f"treatment started {context.therapy_started.isoformat()}")
+    if context.last_dose_change:
+        parts.append(f"last dose change {context.last_dose_change.isoformat()}")
+    names = [
+        catalog.medication_classes[m.class_id].name
+        if m.class_id in catalog.medication_classes
+        else (m.class_id or (m.code.code if m.code else "?"))
+        for m in context.medications
+    ]
+    if names:
+        parts.append("also taking: " + ", ".join(names))
+    return parts

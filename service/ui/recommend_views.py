@@ -23,16 +23,27 @@ _IN_PROGRESS_RETRIES: Final = 50
 _IN_PROGRESS_WAIT: Final = 0.1
 
 
+#: Fields folded under "More context": the fold opens when one of them is filled or wrong.
+_MORE_CONTEXT: Final = ("therapy_started", "last_dose_change", "medications", "request_families")
+
+
 def _new_form(
     ui: Ui, values: forms.Values, errors: forms.Errors, status_code: int = 200
 ) -> Template:
     catalog = ui.container.catalog
+    more_open = any(values.get(name) for name in _MORE_CONTEXT) or any(
+        key in _MORE_CONTEXT or key.startswith("medication-") for key in errors
+    )
     return ui.page(
         "recommendation_new.html",
         status_code,
         therapies=list(catalog.therapies.values()),
         conditions=presenters.condition_options(catalog),
         panels=sorted(catalog.panels.values(), key=lambda p: p.name),
+        medication_classes=list(catalog.medication_classes.values()),
+        families=presenters.requestable_families(catalog),
+        started_field=forms.medication_started_field,
+        more_open=more_open,
         values=values,
         errors=errors,
     )
@@ -47,11 +58,18 @@ def _blank_values() -> forms.Values:
         "sex": "",
         "age": "",
         "pregnancy": "unknown",
+        "pregnant": False,
+        "setting": "",
+        "therapy_started": "",
+        "last_dose_change": "",
+        "medications": [],
+        "medication_started": {},
         "findings": [],
-        "recent": [("", "")] * forms.RECENT_TEST_ROWS,
+        "recent": [("", "", False)] * forms.RECENT_TEST_ROWS,
         "exclude_specimens": [],
         "evidence_only": False,
         "vendors": "",
+        "request_families": [],
     }
 
 
@@ -62,8 +80,9 @@ async def new_recommendation(ui: Ui) -> Template:
 
 @post("/recommendations", name="ui:recommendation-create")
 async def create_recommendation(ui: Ui) -> Response[Any]:
-    values = forms.recommendation_values(await ui.request.form())
-    request, errors = forms.parse_recommendation(values)
+    classes = list(ui.container.catalog.medication_classes)
+    values = forms.recommendation_values(await ui.request.form(), classes)
+    request, errors = forms.parse_recommendation(values, classes)
     if request is None:
         return _new_form(ui, values, errors, 422)
     try:
@@ -104,6 +123,7 @@ def _recommendation_page(
         status_code,
         rec=out,
         context=context,
+        context_more=presenters.context_more(ui.container.catalog, context),
         therapy=ui.container.catalog.therapies.get(out.therapy),
         tiers=presenters.by_tier(out),
         evidence_links=presenters.evidence_links,

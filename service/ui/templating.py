@@ -16,7 +16,7 @@ TEMPLATES: Final = Path(__file__).resolve().parent / "templates"
 STATIC: Final = Path(__file__).resolve().parent / "static"
 STATIC_PATH: Final = "/ui/static"
 #: Bumped with the package version so browsers fetch changed CSS/JS after an upgrade.
-ASSET_VERSION: Final = "2"
+ASSET_VERSION: Final = "3"
 
 
 def _when(value: dt.datetime | dt.date | str | None) -> str:

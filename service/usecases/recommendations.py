@@ -43,11 +43,16 @@ from service.usecases.dto import (
 from service.usecases.errors import InvalidInput, NotFound, field_error, shown
 
 _ENCODER: Final = msgspec.json.Encoder()
-DISCLAIMER: Final = (
-    "Decision support for licensed practitioners. Suggestions are not a diagnosis; complementary "
-    "panels rest on association-level evidence and have not been shown to predict or monitor "
-    "response to ketamine or esketamine."
-)
+
+
+def disclaimer(therapy_name: str | None = None) -> str:
+    """The result's disclaimer, naming the therapy in context (a lithium result must not speak of
+    ketamine); without a name it stays therapy-neutral."""
+    return (
+        "Decision support for licensed practitioners. Suggestions are not a diagnosis; "
+        "complementary panels rest on association-level evidence and have not been shown to "
+        f"predict or monitor response to {therapy_name or 'this therapy'}."
+    )
 
 
 def resolve_context(
@@ -213,7 +218,11 @@ def run_recommendation(
 
 
 def present(
-    recommendation_id: str, therapy: str, result: Recommendation, created_at: dt.datetime
+    recommendation_id: str,
+    therapy: str,
+    result: Recommendation,
+    created_at: dt.datetime,
+    therapy_name: str | None = None,
 ) -> RecommendationOut:
     return RecommendationOut(
         recommendation_id=recommendation_id,
@@ -251,7 +260,7 @@ def present(
             AdvisoryOut(id=a.id, text=a.text, source=a.source, severity=a.severity)
             for a in result.advisories
         ],
-        disclaimer=DISCLAIMER,
+        disclaimer=disclaimer(therapy_name),
         ignored_codings=[
             IgnoredCodingOut(path=c.path, reason=c.reason) for c in result.ignored_codings
         ],
@@ -342,7 +351,8 @@ class RecommendationService:
         commits them (with its own rows) before it shows the answer to anyone."""
         now = self._clock()
         context, result = run_recommendation(self._catalog, request, now)
-        out = present(new_recommendation_id(), context.therapy, result, now)
+        therapy = self._catalog.therapies[context.therapy]
+        out = present(new_recommendation_id(), context.therapy, result, now, therapy.name)
         staged.insert(
             StoredRecommendation,
             {

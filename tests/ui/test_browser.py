@@ -240,6 +240,29 @@ def test_a_safety_gate_cannot_be_missed_on_the_result_and_review_pages(
     shots.take(page, "05b-review-safety-gate")
 
 
+def test_more_context_reaches_a_co_medication_gate(page: Any, shots: Screenshots) -> None:
+    """An MAOI ticked under "More context" with an SSRI/SNRI: the critical gate, at the top."""
+    from playwright.sync_api import expect
+
+    _sign_in(page)
+    page.get_by_label("Therapy").select_option(value="ssri_snri")
+    page.get_by_label("Route").select_option(label="Oral")
+    page.get_by_label("Female", exact=True).check()
+    page.get_by_label("Known pregnancy").check()
+    maoi = page.get_by_label("Monoamine oxidase inhibitor (MAOI)", exact=True)
+    expect(maoi).to_be_hidden()  # folded: the form stays compact
+    page.get_by_text("More context").click()
+    maoi.check()
+    page.get_by_label("Monoamine oxidase inhibitor (MAOI): started").fill("2026-11-01")
+    shots.take(page, "01b-new-recommendation-more-context")
+    page.get_by_role("button", name="Suggest panels").click()
+
+    gate = page.get_by_role("alert")
+    expect(gate).to_have_count(1)
+    expect(gate).to_contain_text("serotonin syndrome")
+    expect(gate).to_be_in_viewport()
+
+
 def test_order_status_updates_live_without_reload(page: Any, shots: Screenshots) -> None:
     """The order page polls its status fragment: queued turns into a lab status by itself."""
     from playwright.sync_api import expect
