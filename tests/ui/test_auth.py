@@ -58,9 +58,7 @@ async def test_wrong_password_and_unknown_email_get_one_generic_message(ui) -> N
     assert (await client.get("/ui/orders")).status_code == 303
 
 
-async def test_five_failures_lock_the_account_for_fifteen_minutes(
-    ui, clock: MovableClock
-) -> None:
+async def test_five_failures_lock_the_account_for_fifteen_minutes(ui, clock: MovableClock) -> None:
     client, container = ui
     _, email = await make_user(container)
     for _ in range(5):

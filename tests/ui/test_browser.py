@@ -81,9 +81,11 @@ def page(browser: Any, server: tuple[str, Process]) -> Iterator[Any]:
     errors: list[str] = []
     tab.on(
         "console",
-        lambda message: errors.append(message.text)
-        if message.type == "error" and not message.text.startswith("Failed to load resource")
-        else None,
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource")
+            else None
+        ),
     )
     tab.on("pageerror", lambda error: errors.append(str(error)))
     yield tab

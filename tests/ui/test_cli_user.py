@@ -28,8 +28,12 @@ def test_user_create_then_sign_in(
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
     assert _cli(monkeypatch, url, "org", "create", "Clinic A") == 0
     create = ("user", "create", "--org", "Clinic A", "--email", "Jo@Clinic.test")
-    assert _cli(monkeypatch, url, *create, "--name", "Jo Lee", "--password-stdin",
-                stdin=PASSWORD + "\n") == 0
+    assert (
+        _cli(
+            monkeypatch, url, *create, "--name", "Jo Lee", "--password-stdin", stdin=PASSWORD + "\n"
+        )
+        == 0
+    )
     out = capsys.readouterr()
     assert "created practitioner jo@clinic.test" in out.out
     assert PASSWORD not in out.out + out.err
