@@ -1,4 +1,5 @@
-"""House rules that CI enforces through the one test command: ruff and mypy --strict are clean."""
+"""House rules that CI enforces through the one test command: ruff (lint and format) and
+mypy --strict are clean."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_ruff_is_clean() -> None:
     result = _run("ruff", "check", "service", "tests", "bench")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_clean() -> None:
+    result = _run("ruff", "format", "--check", "service", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
