@@ -131,6 +131,10 @@ def scaled(real: Catalog, factor: int) -> Catalog:
         condition_groups=tuple(groups),
         rules=tuple(rules),
         advisories=tuple(advisories),
+        # Shared vocabularies, not scaled: the synthetic rules keep citing the real ones.
+        medication_classes=files.medication_classes,
+        finding_implications=files.finding_implications,
+        specimen_exclusions=files.specimen_exclusions,
     )
     return Catalog.build(scaled_files, version=f"scaled-{factor}", origin={})
 
