@@ -55,3 +55,38 @@ async def test_control_character_refusal_is_logged_as_400_with_request_id(
     assert "x-request-id" in response.headers
     statuses = [r.__dict__.get("status") for r in caplog.records if r.name == "labrec.access"]
     assert statuses == [400]
+
+
+ORDER = {
+    "patient": {
+        "reference": "ehr-patient-12345",
+        "given_name": "Ana",
+        "family_name": "Silva",
+        "birth_date": "1990-04-02",
+        "sex": "female",
+    },
+    "practitioner": {"npi": "1234567893", "name": "Jo Lee"},
+    "panel_ids": ["hcg-urine"],
+}
+
+
+@pytest.mark.parametrize(
+    "invisible",
+    ["\u200b", "\ufeff", "\u200f", "\u061c", "\u2060"],
+    ids=["zero-width-space", "bom", "right-to-left-mark", "arabic-letter-mark", "word-joiner"],
+)
+async def test_patient_reference_refuses_invisible_format_characters(
+    sqlite_url: str, invisible: str
+) -> None:
+    """A patient reference is an identifier: ``ehr-patient-12345`` followed by an invisible
+    character renders exactly like the real one but is another patient to every lookup
+    (``GET /v1/orders?patient_reference=`` misses it) and is sent to the lab as is. Unicode
+    counts U+200E/U+200F/U+061C as bidi controls too. Today all of these are accepted (201)."""
+    body = {**ORDER, "patient": {**ORDER["patient"], "reference": f"ehr-patient{invisible}-12345"}}
+    settings = make_settings(sqlite_url)
+    async with running_app(settings, run_worker=False) as (client, container):
+        key = await tenant(container)
+        response = await client.post(
+            "/v1/orders", json=body, headers={"X-API-Key": key, "Idempotency-Key": "k-1"}
+        )
+    assert response.status_code == 422, response.text
