@@ -12,9 +12,10 @@ keys, and at most ``max_entries`` of them.
 It also holds the 12-character prefixes of the unrevoked keys (``known_prefix``): once an address
 has spent its refusal budget, only keys with a known prefix are looked up, so a flood of bogus
 keys costs no database work while a valid key from the same address (NAT, a shared proxy) still
-works. The set is read from the database at most every ``PREFIX_REFRESH_SECONDS`` and updated at
-once for keys created in this process; a key created in another process is known here within that
-time.
+works. The set is read at startup (``load_prefixes``), again at most every
+``max(ttl, PREFIX_REFRESH_SECONDS)`` seconds and only while some address is over budget, and
+updated at once for keys created in this process; a key created in another process is known here
+within that time.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ _MAX_ENTRIES: Final = 10_000
 _CACHES: Final[weakref.WeakSet[ApiKeyCache]] = weakref.WeakSet()
 _REVOKED: Final = "labrec_revoked_key_hashes"
 _CREATED: Final = "labrec_created_key_prefixes"
-#: How stale the known-prefix set may be (a read per process at most this often, and only while
-#: some address is over its refusal budget).
+#: How stale the known-prefix set may be at least (a read per process at most this often, and
+#: only while some address is over its refusal budget); a longer key-cache ttl stretches it.
 PREFIX_REFRESH_SECONDS: Final = 10.0
 PREFIX_LENGTH: Final = 12  # service/persistence/organisations.py lists keys by ``raw[:12]``
 
@@ -71,26 +72,39 @@ class ApiKeyCache:
         self._prefixes: set[str] = set()
         self._prefixes_read_at: float | None = None
         self._prefix_read: asyncio.Lock = asyncio.Lock()
+        self._learnt: dict[str, float] = {}
         _CACHES.add(self)
 
     def learn_prefix(self, prefix: str) -> None:
         self._prefixes.add(prefix)
+        self._learnt[prefix] = self._clock()
+        while len(self._learnt) > 1000:  # only the recent ones matter (a read in flight)
+            del self._learnt[next(iter(self._learnt))]
 
     async def known_prefix(self, raw: str) -> bool:
         """Whether ``raw`` starts like an unrevoked key; one database read per refresh period."""
         if self._stale():
             async with self._prefix_read:
                 if self._stale():
-                    query = select(ApiKey.prefix).where(ApiKey.revoked_at.is_(None)).distinct()
-                    async with self._sessions() as session:
-                        prefixes = set((await session.execute(query)).scalars())
-                    self._prefixes = prefixes
-                    self._prefixes_read_at = self._clock()
+                    await self.load_prefixes()
         return len(raw) >= PREFIX_LENGTH and raw[:PREFIX_LENGTH] in self._prefixes
+
+    async def load_prefixes(self) -> None:
+        started = self._clock()
+        query = select(ApiKey.prefix).where(ApiKey.revoked_at.is_(None)).distinct()
+        async with self._sessions() as session:
+            prefixes = set((await session.execute(query)).scalars())
+        # Keys created by this process while the read ran may be missing from it: keep them.
+        self._prefixes = prefixes | self._prefixes_learnt_since(started)
+        self._prefixes_read_at = started
+
+    def _prefixes_learnt_since(self, moment: float) -> set[str]:
+        return {p for p, at in self._learnt.items() if at >= moment}
 
     def _stale(self) -> bool:
         read_at = self._prefixes_read_at
-        return read_at is None or self._clock() - read_at >= PREFIX_REFRESH_SECONDS
+        refresh = max(self._ttl, PREFIX_REFRESH_SECONDS)
+        return read_at is None or self._clock() - read_at >= refresh
 
     def forget(self, digest: str) -> None:
         self._entries.pop(digest, None)
