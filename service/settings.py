@@ -28,6 +28,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     lab_base_url: str | None = None
     #: Standard Webhooks secret (``whsec_...``) shared with the lab; required with an external lab.
     lab_webhook_secret: str | None = None
+    #: Sent as ``Authorization: Bearer`` to the external lab (e.g. a standalone ``labrec
+    #: sandbox-lab`` with LABREC_SANDBOX_TOKEN); unset: no Authorization header.
+    lab_bearer_token: str | None = None
     #: This service's own base URL as clients reach it (CDS ``aud`` checks, sandbox webhooks).
     public_url: str = "http://127.0.0.1:8000"
     lab_connect_timeout: PositiveFloat = 3.0
