@@ -91,3 +91,20 @@ async def test_forwarded_for_is_ignored_without_trusted_proxies(database_url: st
         assert (await client.get("/v1/orders", headers=other)).status_code == 429
         # A valid key (prefix known) still works from the flooded address.
         assert (await client.get("/v1/orders", headers={"X-API-Key": good})).status_code == 200
+
+
+async def test_sign_in_throttle_is_per_forwarded_client_behind_a_trusted_proxy(
+    database_url: str,
+) -> None:
+    from tests.ui.helpers import make_user, sign_in
+
+    settings = make_settings(database_url, trusted_proxies="127.0.0.1")
+    async with running_app(settings, run_worker=False) as (client, container):
+        _, email = await make_user(container)
+        client.headers["X-Forwarded-For"] = "203.0.113.5"
+        for i in range(20):
+            await sign_in(client, f"guess{i}@clinic.test", "wrong password")
+        assert (await sign_in(client, email)).status_code == 429  # that client is throttled
+        client.headers["X-Forwarded-For"] = "203.0.113.6"
+        signed = await sign_in(client, email)  # another client behind the same proxy is not
+        assert signed.status_code in (302, 303), signed.status_code
