@@ -70,6 +70,8 @@ def create_app(
             await migrate_async(settings.database_url)
         if settings.demo:
             await _create_demo(container, settings)
+        with contextlib.suppress(Exception):  # no database yet: read when first needed
+            await container.api_keys.load_prefixes()  # for over-budget addresses (api/deps.py)
         if container.sandbox_token is not None and settings.sandbox_token is None:
             # `labrec serve` generates and prints the token itself (one for all its workers).
             print(f"labrec sandbox lab token (shown once): {container.sandbox_token}", flush=True)

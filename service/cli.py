@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from service.settings import Settings, SettingsError, load_settings
+from service.settings import Settings, SettingsError, is_loopback_host, load_settings
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
 
@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser("sandbox-lab", help="run the sandbox FHIR lab on its own")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8100)
+    sandbox.add_argument(
+        "--allow-public",
+        action="store_true",
+        help="serve on a non-loopback --host (also LABREC_SANDBOX_ALLOW_PUBLIC=true); set "
+        "LABREC_SANDBOX_TOKEN then, or anyone who reaches it reads and changes lab orders",
+    )
 
     from service.cli_user import add_user_parser  # practitioner accounts for the UI
 
@@ -286,9 +292,20 @@ def _orders(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
-def _sandbox_lab(args: argparse.Namespace, _settings: Settings) -> int:
+def _sandbox_lab(args: argparse.Namespace, settings: Settings) -> int:
     from granian.constants import Interfaces
     from granian.server import Server
+
+    forced = args.allow_public or settings.sandbox_allow_public
+    if not is_loopback_host(args.host) and not forced:
+        print(
+            f"labrec: the sandbox lab is for loopback only, but --host is {args.host!r}: anyone "
+            "who reaches it could read and change lab orders. Serve on 127.0.0.1, or force it "
+            "with --allow-public (or LABREC_SANDBOX_ALLOW_PUBLIC=true) and set "
+            "LABREC_SANDBOX_TOKEN (never in production)",
+            file=sys.stderr,
+        )
+        return 2
 
     Server(
         "service.labs.sandbox:sandbox_app_from_env",

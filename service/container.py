@@ -81,7 +81,7 @@ def build_container(
             settings.lab_read_timeout, connect=settings.lab_connect_timeout, pool=5.0
         ),
         transport=lab_transport,
-        bearer_token=sandbox_token,
+        bearer_token=sandbox_token or settings.lab_bearer_token,
         max_connections=settings.lab_max_in_flight,
     )
     return Container(

@@ -14,6 +14,7 @@ import uuid
 from typing import Any, Final
 
 from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("labrec.access")
@@ -71,6 +72,12 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
 
         try:
             await app(scope, receive, send_with_id)
+        except HTTPException as exc:
+            # Raised by a middleware inside this one (``reject_control_characters``): Litestar's
+            # outer exception handler sends the response after this line, with this status.
+            # The X-Request-Id header is added there by ``api.headers.response_headers``.
+            status = exc.status_code
+            raise
         finally:
             state = scope.get("state", {})
             access_log.info(

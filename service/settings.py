@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from service.api.forwarded import parse_trusted_proxies
 from service.catalog_loader import DEFAULT_CATALOG_DIR
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
@@ -27,6 +28,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     lab_base_url: str | None = None
     #: Standard Webhooks secret (``whsec_...``) shared with the lab; required with an external lab.
     lab_webhook_secret: str | None = None
+    #: Sent as ``Authorization: Bearer`` to the external lab (e.g. a standalone ``labrec
+    #: sandbox-lab`` with LABREC_SANDBOX_TOKEN); unset: no Authorization header.
+    lab_bearer_token: str | None = None
     #: This service's own base URL as clients reach it (CDS ``aud`` checks, sandbox webhooks).
     public_url: str = "http://127.0.0.1:8000"
     lab_connect_timeout: PositiveFloat = 3.0
@@ -67,6 +71,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: Refused credentials (no, unknown or revoked API key) per client address and minute before
     #: that address gets 429 without any database work (also the burst), per process.
     auth_refusals_per_minute: PositiveFloat = 60.0
+    #: Reverse proxies (IPs or CIDRs, comma-separated) whose ``X-Forwarded-For`` names the client
+    #: for refusal budgets, the sign-in throttle and refusal audit rows; empty: the direct peer.
+    trusted_proxies: str = ""
     #: Seconds a valid API key stays cached per process (0 = off): a revoked key works that long.
     api_key_cache_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     #: CDS Hooks: hard time budget (seconds) for reads from an EHR's ``fhirServer`` per hook call.
@@ -117,6 +124,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "LABREC_SANDBOX=true and LABREC_LAB_BASE_URL are both set; choose the real lab "
             "or the built-in sandbox"
         )
+    try:
+        parse_trusted_proxies(settings.trusted_proxies)
+    except ValueError as exc:
+        raise SettingsError(f"LABREC_TRUSTED_PROXIES: {exc}") from None
     if settings.sandbox_token is not None and len(settings.sandbox_token) < 16:
         raise SettingsError("LABREC_SANDBOX_TOKEN must have at least 16 characters")
     return settings

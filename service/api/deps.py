@@ -9,6 +9,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 
+from service.api.forwarded import client_host
 from service.container import Container
 from service.domain.principal import Principal
 from service.persistence.refusals import client_key
@@ -26,18 +27,22 @@ async def require_api_key(
     """Guard for every /v1 route: a missing, unknown or revoked key is a 401.
 
     The organisation comes only from the key; the principal is kept in the request state.
-    Refusals are limited per client address: once an address has spent its budget, a key this
-    process does not already hold as valid is refused with 429 before any database work, and
-    every refusal is audited as part of a per-minute aggregate (persistence/refusals.py).
+    Refusals are limited per client address (behind ``LABREC_TRUSTED_PROXIES``, the forwarded
+    one): once an address has spent its budget, a key this process does not hold as valid is
+    looked up only if its prefix is one of an unrevoked key (persistence/key_cache.py), so a
+    flood of bogus keys gets 429 without database work while a valid key from the same address
+    (NAT, a shared proxy) still works. Every refusal is audited as part of a per-minute aggregate
+    (persistence/refusals.py).
     """
     container = container_of(connection)
-    address = client_key(connection.client.host if connection.client else None)
+    address = client_key(client_host(connection, container.settings.trusted_proxies))
     raw = connection.headers.get("x-api-key")
     key = None
     if raw and len(raw) <= 128:
         key = container.api_keys.cached(raw)
         if key is None:
-            if wait := container.refusal_limit.wait(address):
+            wait = container.refusal_limit.wait(address)
+            if wait and not await container.api_keys.known_prefix(raw):
                 _refuse(container, address, wait)
             key = await container.api_keys.find(raw)  # cached briefly: see persistence/key_cache
     if key is None:

@@ -8,6 +8,8 @@ from guards, problem+json errors and 404s for unknown paths, so no route can for
   proxy or CDN may keep a copy.
 - ``Server: labrec`` replaces Granian's ``server: granian`` banner (Granian adds its own only when
   the application sent none, and has no option to drop it).
+- ``X-Request-Id`` when the response lacks it: an error raised by a middleware (control
+  characters in the address) is rendered outside the access-log middleware that adds it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ async def response_headers(message: Message, scope: Scope) -> None:
         if name.lower() != b"server" and not (no_store and name.lower() == b"cache-control")
     ]
     headers.append(SERVER)
+    request_id = scope.get("state", {}).get("request_id")
+    if request_id and not any(name.lower() == b"x-request-id" for name, _ in headers):
+        # Responses rendered outside the access-log middleware (an error raised by a middleware
+        # inside it) carry the id too, so the client can match the log line.
+        headers.append((b"x-request-id", request_id.encode()))
     if no_store:
         headers.append((b"cache-control", b"no-store"))
     message["headers"] = headers

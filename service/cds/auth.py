@@ -100,16 +100,22 @@ class CdsAuthenticator:
         self._writes = writes or GroupInserter(sessions)
 
     async def authenticate(
-        self, authorization: str | None, audiences: Sequence[str]
+        self, authorization: str | None, audiences: Sequence[str], *, known_only: bool = False
     ) -> CdsCaller | None:
-        """The caller, or None for any failure (the route answers a generic 401)."""
+        """The caller, or None for any failure (the route answers a generic 401).
+
+        ``known_only`` (the caller's address is over its refusal budget): an issuer this process
+        has not seen registered is refused without any database or JWKS work.
+        """
         try:
-            return await self.verify(authorization, audiences)
+            return await self.verify(authorization, audiences, known_only=known_only)
         except AuthFailure as failure:
             log.info("cds token refused", extra={"reason": failure.reason})
             return None
 
-    async def verify(self, authorization: str | None, audiences: Sequence[str]) -> CdsCaller:
+    async def verify(
+        self, authorization: str | None, audiences: Sequence[str], *, known_only: bool = False
+    ) -> CdsCaller:
         token = _bearer(authorization)
         header, unverified = _unverified(token)
         alg = header.get("alg")
@@ -123,6 +129,8 @@ class CdsAuthenticator:
             raise AuthFailure("kid")
         iss = unverified.get("iss")
         if not isinstance(iss, str) or not 0 < len(iss) <= 255 or has_control_characters(iss):
+            raise AuthFailure("issuer")
+        if known_only and not self._registry.seen_registered(iss):
             raise AuthFailure("issuer")
         client = await self._registry.by_iss(iss)
         if client is None:

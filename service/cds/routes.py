@@ -14,6 +14,7 @@ from litestar import Request, Response, get, post
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath
 
+from service.api.forwarded import client_host
 from service.api.request import UnreadableRequest
 from service.cds.answer import answer_hook
 from service.cds.auth import CdsCaller
@@ -21,6 +22,7 @@ from service.cds.discovery import DISCOVERY, SERVICES
 from service.cds.feedback import parse_feedback
 from service.cds.runtime import CdsRuntime
 from service.cds.wire import MalformedHookRequest, operation_outcome, parse_hook_request
+from service.persistence.refusals import client_key
 from service.settings import Settings
 
 _JSON: Final = "application/json"
@@ -53,11 +55,46 @@ def _unauthorized() -> Response[bytes]:
     )
 
 
-async def _caller(request: Request[Any, Any, Any], *audiences: str) -> CdsCaller | None:
-    runtime = runtime_of(request)
-    return await runtime.authenticator.authenticate(
-        request.headers.get("authorization"), [runtime.base_url + a for a in audiences]
+def _too_many(wait: int) -> Response[bytes]:
+    return Response(
+        content=msgspec.json.encode(
+            {
+                "type": "https://labrec.dev/problems/too-many-requests",
+                "title": "Too many requests",
+                "status": 429,
+                "detail": "Too many requests without a valid CDS Hooks JWT from your address; "
+                f"retry in {wait} s with a valid JWT in the Authorization header.",
+            }
+        ),
+        status_code=429,
+        media_type="application/problem+json",
+        headers={"Retry-After": str(wait)},
     )
+
+
+async def _caller(request: Request[Any, Any, Any], *audiences: str) -> CdsCaller | Response[bytes]:
+    """The authenticated caller, or the refusal to send: 401, or 429 once the client address has
+    spent its refusal budget (LABREC_AUTH_REFUSALS_PER_MINUTE, shared with the REST face).
+
+    Over budget, only tokens from issuers this process holds as registered are verified, so a
+    flood of made-up tokens costs no database or JWKS work; refusals are audited in aggregate.
+    """
+    runtime = runtime_of(request)
+    container = runtime.container
+    address = client_key(client_host(request, container.settings.trusted_proxies))
+    over_budget = container.refusal_limit.wait(address) > 0
+    caller = await runtime.authenticator.authenticate(
+        request.headers.get("authorization"),
+        [runtime.base_url + a for a in audiences],
+        known_only=over_budget,
+    )
+    if caller is not None:
+        return caller
+    if wait := container.refusal_limit.take(address):
+        container.refusals.note(address, "rate_limited")
+        return _too_many(wait)
+    container.refusals.note(address, "unauthenticated")
+    return _unauthorized()
 
 
 def _unknown_service() -> Response[bytes]:
@@ -82,8 +119,8 @@ def cds_route_handlers(settings: Settings) -> list[BaseRouteHandler]:
         exception_handlers=_EXCEPTION_HANDLERS,
     )
     async def discovery(request: Request[Any, Any, Any]) -> Response[bytes]:
-        if await _caller(request, "/cds-services") is None:
-            return _unauthorized()
+        if isinstance(refused := await _caller(request, "/cds-services"), Response):
+            return refused
         return _json(200, DISCOVERY)
 
     @post(
@@ -97,8 +134,8 @@ def cds_route_handlers(settings: Settings) -> list[BaseRouteHandler]:
         request: Request[Any, Any, Any], service_id: FromPath[str]
     ) -> Response[bytes]:
         caller = await _caller(request, f"/cds-services/{service_id}")
-        if caller is None:
-            return _unauthorized()
+        if isinstance(caller, Response):
+            return caller
         service = SERVICES.get(service_id)
         if service is None:
             return _unknown_service()
@@ -135,8 +172,8 @@ def cds_route_handlers(settings: Settings) -> list[BaseRouteHandler]:
         caller = await _caller(
             request, f"/cds-services/{service_id}/feedback", f"/cds-services/{service_id}"
         )
-        if caller is None:
-            return _unauthorized()
+        if isinstance(caller, Response):
+            return caller
         if service_id not in SERVICES:
             return _unknown_service()
         try:

@@ -145,16 +145,17 @@ _UNAUTHORIZED = ASGIResponse(
 )
 
 
-def _control_guard(token: str | None) -> list[Any]:
-    """Guard for ``_sandbox/*`` (faults, orders, advance): only with a token when one is set."""
+def _token_guard(token: str | None) -> list[Any]:
+    """Guard for every route, FHIR and ``_sandbox/*`` alike, when a token is set: the FHIR
+    routes read and cancel every order (patient data), so they are no more open than control."""
     if token is None:
         return []
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if not _has_token(connection.scope, token):
             raise NotAuthorizedException(
-                "The sandbox lab's control routes need its token: send "
-                "'Authorization: Bearer <token>' (LABREC_SANDBOX_TOKEN)."
+                "The sandbox lab needs its token: send 'Authorization: Bearer <token>' "
+                "(LABREC_SANDBOX_TOKEN; labrec sends LABREC_LAB_BEARER_TOKEN)."
             )
 
     return [guard]
@@ -173,7 +174,7 @@ def lab_lifespan(lab: SandboxLab) -> Lifespan:
 
 
 def _routes(lab: SandboxLab) -> list[HTTPRouteHandler]:
-    control = _control_guard(lab.config.control_token)
+    control = _token_guard(lab.config.control_token)
 
     async def serve(
         request: Request[Any, Any, Any],
@@ -186,19 +187,19 @@ def _routes(lab: SandboxLab) -> list[HTTPRouteHandler]:
 
         return _to_asgi(await lab.handle(kind, reply_for, disconnected))
 
-    @post("/", status_code=200)
+    @post("/", status_code=200, guards=control)
     async def submit(request: Request[Any, Any, Any]) -> ASGIResponse:
         body = await request.body()
         key = request.headers.get("idempotency-key")
         return await serve(request, "submit", lambda: lab.submit(body, key))
 
-    @post("/ServiceRequest/$cancel-requisition", status_code=200)
+    @post("/ServiceRequest/$cancel-requisition", status_code=200, guards=control)
     async def cancel(request: Request[Any, Any, Any]) -> ASGIResponse:
         body = await request.body()
         key = request.headers.get("idempotency-key")
         return await serve(request, "cancel", lambda: lab.cancel(body, key))
 
-    @get("/Task")
+    @get("/Task", guards=control)
     async def search_tasks(request: Request[Any, Any, Any]) -> ASGIResponse:
         identifier = request.query_params.get("identifier")
         return await serve(request, "read", lambda: lab.search_tasks(identifier))

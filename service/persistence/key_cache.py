@@ -8,6 +8,14 @@ evicts the key from this process's caches; **in any other process a revoked key 
 at most ``ttl`` seconds after its revocation commits**. An unknown or revoked key is never cached,
 so a new key works at once and a bad one is always a 401. The cache holds SHA-256 hashes, never raw
 keys, and at most ``max_entries`` of them.
+
+It also holds the 12-character prefixes of the unrevoked keys (``known_prefix``): once an address
+has spent its refusal budget, only keys with a known prefix are looked up, so a flood of bogus
+keys costs no database work while a valid key from the same address (NAT, a shared proxy) still
+works. The set is read at startup (``load_prefixes``), again at most every
+``max(ttl, PREFIX_REFRESH_SECONDS)`` seconds and only while some address is over budget, and
+updated at once for keys created in this process; a key created in another process is known here
+within that time.
 """
 
 from __future__ import annotations
@@ -30,6 +38,11 @@ from service.persistence.organisations import hash_key
 _MAX_ENTRIES: Final = 10_000
 _CACHES: Final[weakref.WeakSet[ApiKeyCache]] = weakref.WeakSet()
 _REVOKED: Final = "labrec_revoked_key_hashes"
+_CREATED: Final = "labrec_created_key_prefixes"
+#: How stale the known-prefix set may be at least (a read per process at most this often, and
+#: only while some address is over its refusal budget); a longer key-cache ttl stretches it.
+PREFIX_REFRESH_SECONDS: Final = 10.0
+PREFIX_LENGTH: Final = 12  # service/persistence/organisations.py lists keys by ``raw[:12]``
 
 
 class ValidKey(msgspec.Struct, frozen=True):
@@ -56,7 +69,42 @@ class ApiKeyCache:
         #: One database read per key at a time: concurrent misses share it (no stampede).
         self._reads: dict[str, asyncio.Future[ValidKey | None]] = {}
         self._evictions = 0
+        self._prefixes: set[str] = set()
+        self._prefixes_read_at: float | None = None
+        self._prefix_read: asyncio.Lock = asyncio.Lock()
+        self._learnt: dict[str, float] = {}
         _CACHES.add(self)
+
+    def learn_prefix(self, prefix: str) -> None:
+        self._prefixes.add(prefix)
+        self._learnt[prefix] = self._clock()
+        while len(self._learnt) > 1000:  # only the recent ones matter (a read in flight)
+            del self._learnt[next(iter(self._learnt))]
+
+    async def known_prefix(self, raw: str) -> bool:
+        """Whether ``raw`` starts like an unrevoked key; one database read per refresh period."""
+        if self._stale():
+            async with self._prefix_read:
+                if self._stale():
+                    await self.load_prefixes()
+        return len(raw) >= PREFIX_LENGTH and raw[:PREFIX_LENGTH] in self._prefixes
+
+    async def load_prefixes(self) -> None:
+        started = self._clock()
+        query = select(ApiKey.prefix).where(ApiKey.revoked_at.is_(None)).distinct()
+        async with self._sessions() as session:
+            prefixes = set((await session.execute(query)).scalars())
+        # Keys created by this process while the read ran may be missing from it: keep them.
+        self._prefixes = prefixes | self._prefixes_learnt_since(started)
+        self._prefixes_read_at = started
+
+    def _prefixes_learnt_since(self, moment: float) -> set[str]:
+        return {p for p, at in self._learnt.items() if at >= moment}
+
+    def _stale(self) -> bool:
+        read_at = self._prefixes_read_at
+        refresh = max(self._ttl, PREFIX_REFRESH_SECONDS)
+        return read_at is None or self._clock() - read_at >= refresh
 
     def forget(self, digest: str) -> None:
         self._entries.pop(digest, None)
@@ -128,13 +176,25 @@ def _note_revocations(session: Session, _context: Any) -> None:
             session.info.setdefault(_REVOKED, set()).add(obj.key_hash)
 
 
+@event.listens_for(Session, "after_flush")
+def _note_created(session: Session, _context: Any) -> None:
+    """Remember prefixes of keys this transaction created (known once it commits)."""
+    for obj in session.new:
+        if isinstance(obj, ApiKey) and obj.revoked_at is None:
+            session.info.setdefault(_CREATED, set()).add(obj.prefix)
+
+
 @event.listens_for(Session, "after_commit")
 def _evict_revoked(session: Session) -> None:
     for digest in session.info.pop(_REVOKED, ()):
         for cache in list(_CACHES):
             cache.forget(digest)
+    for prefix in session.info.pop(_CREATED, ()):
+        for cache in list(_CACHES):
+            cache.learn_prefix(prefix)
 
 
 @event.listens_for(Session, "after_rollback")
 def _drop_noted(session: Session) -> None:
     session.info.pop(_REVOKED, None)
+    session.info.pop(_CREATED, None)

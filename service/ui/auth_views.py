@@ -13,12 +13,14 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
+from service.api.forwarded import client_host
 from service.domain.text import has_control_characters
 from service.ui.context import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     Ui,
     accounts_of,
+    container_of,
     expired_cookie,
     is_https,
     render,
@@ -113,7 +115,7 @@ async def login_submit(
         return _login_form(
             request, status_code=422, email=email, next_path=next_path, field_errors=errors
         )
-    address = request.client.host if request.client else "unknown"
+    address = client_host(request, container_of(request).settings.trusted_proxies) or "unknown"
     if not sign_in_gate.failures.reserve(address):
         return _login_form(
             request,

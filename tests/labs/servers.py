@@ -37,7 +37,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def granian(factory: str, env: dict[str, str], ready_path: str) -> Iterator[str]:
+def granian(
+    factory: str, env: dict[str, str], ready_path: str, ready_headers: dict[str, str] | None = None
+) -> Iterator[str]:
     """Serve ``factory`` under granian on a free loopback port until the block ends.
 
     Yields the base URL once ``ready_path`` answers 200. The process is always terminated (then
@@ -65,17 +67,21 @@ def granian(factory: str, env: dict[str, str], ready_path: str) -> Iterator[str]
             start_new_session=True,
         )
         try:
-            _wait_ready(base + ready_path, process, log)
+            _wait_ready(base + ready_path, process, log, headers=ready_headers or {})
             yield base
         finally:
             _stop(process)
 
 
 def _wait_ready(
-    url: str, process: subprocess.Popen[bytes], log: IO[bytes], timeout: float = 20
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: IO[bytes],
+    timeout: float = 20,
+    headers: dict[str, str] | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=0.5) as client:
+    with httpx.Client(timeout=0.5, headers=headers) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 break

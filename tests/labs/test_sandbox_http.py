@@ -424,12 +424,17 @@ async def test_mounted_sandbox_answers_nobody_without_its_token(host_url: str) -
     assert faults.status_code == 200 and faults.json()["error_rate"] == 0.0  # nothing was set
 
 
-def test_standalone_control_routes_need_the_token_when_one_is_set() -> None:
+def test_standalone_routes_need_the_token_when_one_is_set() -> None:
     env = {"LABREC_SANDBOX_STEP_DELAY": "0", "LABREC_SANDBOX_TOKEN": MOUNT_TOKEN}
-    with granian(SANDBOX, env, "/Task?identifier=ready") as base:
+    bearer = {"Authorization": f"Bearer {MOUNT_TOKEN}"}
+    with granian(SANDBOX, env, "/Task?identifier=ready", ready_headers=bearer) as base:
         bare = httpx.get(f"{base}/_sandbox/orders", timeout=3)
         ok = httpx.get(
             f"{base}/_sandbox/orders", headers={"X-Sandbox-Token": MOUNT_TOKEN}, timeout=3
         )
+        bare_fhir = httpx.get(f"{base}/Task?identifier=x", timeout=3)
+        ok_fhir = httpx.get(f"{base}/Task?identifier=x", headers=bearer, timeout=3)
     assert bare.status_code == 401
     assert ok.status_code == 200
+    assert bare_fhir.status_code == 401  # the FHIR routes too (every order, patient data)
+    assert ok_fhir.status_code == 200

@@ -28,9 +28,23 @@ from tests.ui.helpers import csrf_of, make_user, order_form, recommendation_form
 
 SECRET = new_secret()
 #: NUL, escape, DEL, a C1 control (NEL), right-to-left override, first-strong isolate, and the
-#: Unicode line separator.
-HOSTILE = ["\x00", "\x1b", "\x7f", "\x85", "\u202e", "\u2066", "\u2028"]
-IDS = ["nul", "esc", "del", "c1-nel", "rlo", "fsi", "line-separator"]
+#: Unicode line separator, the right-to-left and Arabic letter marks, and a noncharacter.
+HOSTILE = [
+    "\x00",
+    "\x1b",
+    "\x7f",
+    "\x85",
+    "\u202e",
+    "\u2066",
+    "\u2028",
+    "\u200f",
+    "\u061c",
+    "\uffff",
+]
+IDS = ["nul", "esc", "del", "c1-nel", "rlo", "fsi", "line-separator", "rlm", "alm", "nonchar"]
+#: Invisible format characters (Unicode Cf) that names may need or tolerate but ids never hold:
+#: zero-width space, BOM, word joiner, soft hyphen, ZWNJ, ZWJ, a tag character.
+INVISIBLE = ["\u200b", "\ufeff", "\u2060", "\xad", "\u200c", "\u200d", "\U000e0041"]
 
 
 @pytest.fixture
@@ -86,6 +100,35 @@ async def test_a_trailing_newline_is_a_control_character_too(app) -> None:
         "/v1/orders", json=order_body(practitioner=npi), headers={**headers, **new_key()}
     )
     assert response.status_code == 422
+
+
+@pytest.mark.parametrize("char", INVISIBLE)
+async def test_ids_refuse_invisible_format_characters(app, char: str) -> None:
+    """An id with an invisible character looks like another id but is a different one."""
+    client, container = app
+    headers = {"X-API-Key": await tenant(container)}
+    patient = order_body()["patient"]
+    for body in (
+        order_body(patient={**patient, "reference": f"ehr{char}1"}),
+        order_body(recommendation_id=f"r{char}"),
+        order_body(panel_ids=[f"urinalysis{char}"]),
+    ):
+        response = await client.post("/v1/orders", json=body, headers={**headers, **new_key()})
+        assert response.status_code == 422, response.text
+    response = await client.get(
+        "/v1/orders", params={"patient_reference": f"ehr{char}1"}, headers=headers
+    )
+    assert response.status_code == 400, response.text
+    assert await _count(container, Order) == 0
+
+
+async def test_names_keep_zero_width_joiners(app) -> None:
+    """ZWNJ/ZWJ spell words in several scripts (Persian, Indic languages): names keep them."""
+    client, container = app
+    headers = {"X-API-Key": await tenant(container), **new_key()}
+    patient = {**order_body()["patient"], "given_name": "می‌خواهم"}
+    response = await client.post("/v1/orders", json=order_body(patient=patient), headers=headers)
+    assert response.status_code == 201, response.text
 
 
 async def test_notes_keep_line_breaks_and_tabs(app) -> None:

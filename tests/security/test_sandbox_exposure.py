@@ -177,3 +177,69 @@ def test_the_image_command_refuses_without_a_lab_or_on_public_sandbox(
     env = {"LABREC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", **env}
     code, output = _exit_of(Process(command, env, tmp_path / "image.log"))
     assert code == 2 and message in output
+
+
+STANDALONE_TOKEN = "standalone-token-0123456789"
+
+
+async def test_standalone_sandbox_with_a_token_needs_it_on_every_route() -> None:
+    """``labrec sandbox-lab`` with LABREC_SANDBOX_TOKEN: the FHIR routes (every order, patient
+    data) need the token as much as the ``_sandbox/*`` control routes; labrec's lab client sends
+    it (LABREC_LAB_BEARER_TOKEN)."""
+    from service.labs.sandbox import create_sandbox_app
+    from service.labs.sandbox_config import SandboxConfig
+    from tests.support.app import lifespan_of
+
+    app = create_sandbox_app(SandboxConfig(step_delay=0, control_token=STANDALONE_TOKEN))
+    transport = httpx.ASGITransport(app=app)
+    async with lifespan_of(app), httpx.AsyncClient(transport=transport, base_url="http://lab") as c:
+        for method, path in (
+            ("GET", "/Task?identifier=x"),
+            ("POST", "/"),
+            ("POST", "/ServiceRequest/$cancel-requisition"),
+            ("GET", "/_sandbox/orders"),
+        ):
+            response = await c.request(method, path, content=b"{}")
+            assert response.status_code == 401, (path, response.text)
+            wrong = {"Authorization": "Bearer not-the-token-000000"}
+            assert (await c.request(method, path, headers=wrong)).status_code == 401
+        bearer = {"Authorization": f"Bearer {STANDALONE_TOKEN}"}
+        assert (await c.get("/Task?identifier=x", headers=bearer)).status_code == 200
+
+
+async def test_labrec_sends_lab_bearer_token_to_the_standalone_sandbox(sqlite_url: str) -> None:
+    from service.container import build_container
+    from service.labs.sandbox import create_sandbox_app
+    from service.labs.sandbox_config import SandboxConfig
+    from tests.support.app import lifespan_of
+
+    lab_app = create_sandbox_app(SandboxConfig(step_delay=0, control_token=STANDALONE_TOKEN))
+    seen: list[int] = []
+
+    class Recording(httpx.ASGITransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await super().handle_async_request(request)
+            seen.append(response.status_code)
+            return response
+
+    settings = make_settings(
+        sqlite_url,
+        lab_base_url="http://lab",
+        lab_webhook_secret=SECRET,
+        lab_bearer_token=STANDALONE_TOKEN,
+    )
+    container = build_container(settings, lab_transport=Recording(app=lab_app))
+    async with lifespan_of(lab_app):
+        try:
+            assert await container.lab.fetch_status("no-such-order") is None
+        finally:
+            await container.aclose()
+    assert seen == [200]  # without the token this is a 401
+
+
+def test_standalone_sandbox_refuses_a_public_host_unless_forced(tmp_path: Path) -> None:
+    env = {"LABREC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"}
+    args = ["sandbox-lab", "--host", ANY_ADDRESS, "--port", str(free_port())]
+    code, output = _exit_of(Process(args, env, tmp_path / "s.log"))
+    assert code == 2
+    assert "loopback only" in output and "--allow-public" in output
