@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.domain.principal import Principal
 from service.persistence.models import AuditRecord
@@ -66,3 +66,30 @@ def record_audit(
             )
         )
     )
+
+
+async def record_not_found(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    principal: Principal | None,
+    action: str,
+    object_type: str,
+    object_id: str,
+    now: dt.datetime,
+    actor: str | None = None,
+) -> None:
+    """Audit a refusal (an unknown or another organisation's id) in a transaction of its own:
+    the refused request wrote nothing to commit it with, and its read has ended (SQLite has one
+    writer)."""
+    async with sessions() as session, session.begin():
+        record_audit(
+            session,
+            principal=principal,
+            action=action,
+            object_type=object_type,
+            object_id=object_id[:64],
+            patient_reference=None,
+            outcome="not_found",
+            now=now,
+            actor=actor,
+        )

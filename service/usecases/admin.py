@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.domain.principal import Principal
 from service.persistence import organisations
-from service.persistence.audit import record_audit
+from service.persistence.audit import record_audit, record_not_found
 from service.persistence.audit_reads import list_audit
 from service.persistence.models import ApiKey
 from service.usecases.clock import Clock
@@ -129,17 +129,14 @@ class AdminService:
     async def _key_not_found(self, principal: Principal, action: str, key_id: str) -> NotFound:
         """Audit a refused action on an unknown or another organisation's key (in its own
         transaction, after the caller's read ended) and return the 404 to raise."""
-        async with self._sessions() as session, session.begin():
-            record_audit(
-                session,
-                principal=principal,
-                action=action,
-                object_type="api_key",
-                object_id=key_id[:64],
-                patient_reference=None,
-                outcome="not_found",
-                now=self._clock(),
-            )
+        await record_not_found(
+            self._sessions,
+            principal=principal,
+            action=action,
+            object_type="api_key",
+            object_id=key_id,
+            now=self._clock(),
+        )
         return NotFound(f"No API key {shown(key_id)} in your organisation.")
 
     def _audit(

@@ -16,7 +16,7 @@ from service.domain.principal import Principal
 from service.domain.vocabulary import ICD10CM
 from service.persistence import idempotency, outbox
 from service.persistence import orders as repo
-from service.persistence.audit import audit_values, record_audit
+from service.persistence.audit import audit_values, record_audit, record_not_found
 from service.persistence.group_insert import GroupInserter, Staging
 from service.persistence.models import AuditRecord, Order, OutboxMessage
 from service.usecases.clock import Clock
@@ -207,17 +207,14 @@ class OrderService:
             order = await repo.get_order(session, principal.organisation_id, order_id)
             attempts = await repo.attempts_of(session, order.id) if order is not None else []
         if order is None:
-            async with self._sessions() as session, session.begin():
-                record_audit(
-                    session,
-                    principal=principal,
-                    action="order.status",
-                    object_type="order",
-                    object_id=order_id[:64],
-                    patient_reference=None,
-                    outcome="not_found",
-                    now=self._clock(),
-                )
+            await record_not_found(
+                self._sessions,
+                principal=principal,
+                action="order.status",
+                object_type="order",
+                object_id=order_id,
+                now=self._clock(),
+            )
             raise NotFound(f"No order {shown(order_id)} in your organisation.")
         return OrderStatusOut(
             id=order.id,
@@ -295,20 +292,16 @@ class OrderService:
                 )
             if order is not None:
                 return await self._requeue(session, order, principal)
-        # Refused (unknown, or another organisation's): audited like every other refusal, in its
-        # own transaction once the read above has ended (SQLite has one writer).
-        async with self._sessions() as session, session.begin():
-            record_audit(
-                session,
-                principal=principal,
-                actor="operator",
-                action="order.requeue",
-                object_type="order",
-                object_id=order_id[:64],
-                patient_reference=None,
-                outcome="not_found",
-                now=self._clock(),
-            )
+        # Refused (unknown, or another organisation's): audited like every other refusal.
+        await record_not_found(
+            self._sessions,
+            principal=principal,
+            actor="operator",
+            action="order.requeue",
+            object_type="order",
+            object_id=order_id,
+            now=self._clock(),
+        )
         raise NotFound(f"No order {shown(order_id)} in your organisation.")
 
     async def _requeue(
@@ -356,17 +349,14 @@ class OrderService:
         """The caller's own order, or NotFound (another organisation's order is not revealed)."""
         order = await repo.get_order(session, principal.organisation_id, order_id, for_update=lock)
         if order is None:
-            async with self._sessions() as audit_session, audit_session.begin():
-                record_audit(
-                    audit_session,
-                    principal=principal,
-                    action=action,
-                    object_type="order",
-                    object_id=order_id[:64],
-                    patient_reference=None,
-                    outcome="not_found",
-                    now=self._clock(),
-                )
+            await record_not_found(
+                self._sessions,
+                principal=principal,
+                action=action,
+                object_type="order",
+                object_id=order_id,
+                now=self._clock(),
+            )
             raise NotFound(f"No order {shown(order_id)} in your organisation.")
         record_audit(
             session,
