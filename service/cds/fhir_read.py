@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from service.domain.catalog import Catalog
-from service.domain.vocabulary import ICD10CM, LOINC, Route, Sex
+from service.domain.vocabulary import LOINC, Route, Sex
 
 SNOMED: Final = "http://snomed.info/sct"
 V3_ROUTE: Final = "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration"
@@ -161,24 +161,6 @@ def patient_sex_age(resource: dict[str, Any] | None, today: dt.date) -> tuple[Se
         return sex, None
     age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
     return sex, age if 0 <= age <= 130 else None
-
-
-def icd10_codes(resources: Iterable[dict[str, Any]]) -> list[str]:
-    """ICD-10-CM codes of Conditions that are not resolved, refuted or entered in error."""
-    codes: dict[str, None] = {}
-    for resource in resources:
-        if resource.get("resourceType") != "Condition":
-            continue
-        clinical = [code for _, code in codings(resource.get("clinicalStatus"))]
-        if clinical and not {"active", "recurrence", "relapse"} & set(clinical):
-            continue
-        verification = {code for _, code in codings(resource.get("verificationStatus"))}
-        if verification & {"refuted", "entered-in-error"}:
-            continue
-        for system, code in codings(resource.get("code")):
-            if system == ICD10CM and 0 < len(code) <= 16:
-                codes[code] = None
-    return list(codes)
 
 
 def recent_lab_codings(
