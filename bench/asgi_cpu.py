@@ -190,42 +190,17 @@ async def run(kind: str, requests: int, concurrency: int, profile: bool, databas
 
 async def _cds_calls(app: Any, count: int) -> list[tuple[str, str, bytes, dict[str, str]]]:
     """Register a bench EHR (P-384 key in a JWKS document) and sign ``count`` tokens for it."""
-    import datetime as dt
     import json as stdjson
 
-    import jwt
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    from bench.cds_latency import ISS, PATH, request_body
-    from service.persistence.cds import upsert_cds_client
-    from service.persistence.organisations import create_organisation
+    from bench.cds_latency import PATH, register_bench_ehr, request_body, sign_token
 
     container = app.state.container
-    private = ec.generate_private_key(ec.SECP384R1())
-    public = stdjson.loads(jwt.algorithms.ECAlgorithm.to_jwk(private.public_key()))
-    now = dt.datetime.now(dt.UTC)
-    async with container.sessions() as session, session.begin():
-        org = await create_organisation(session, f"cpu-{uuid.uuid4().hex[:6]}", now)
-        await upsert_cds_client(
-            session,
-            organisation_id=org.id,
-            iss=ISS,
-            jwks_url=None,
-            jwks={"keys": [{**public, "kid": "k1"}]},
-            origins=(),
-            now=now,
-        )
+    key = await register_bench_ehr(container, "cpu")
     aud = container.settings.public_url.rstrip("/") + PATH
     body = stdjson.dumps(request_body()).encode()
-    t = int(time.time())
     calls = []
     for _ in range(count):
-        token = jwt.encode(
-            {"iss": ISS, "aud": aud, "iat": t, "exp": t + 600, "jti": uuid.uuid4().hex},
-            private,
-            algorithm="ES384",
-            headers={"kid": "k1", "typ": "JWT"},
-        )
+        token = sign_token(key, aud)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         calls.append(("POST", PATH, body, headers))
     return calls

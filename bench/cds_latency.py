@@ -37,6 +37,39 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 LOINC = "http://loinc.org"
 PATH = "/cds-services/labrec-order-select"
+
+
+async def register_bench_ehr(container: Any, org_prefix: str) -> ec.EllipticCurvePrivateKey:
+    """A new organisation with the bench EHR registered (P-384 key in a JWKS document);
+    returns the key that signs its tokens (``sign_token``)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    now = dt.datetime.now(dt.UTC)
+    async with container.sessions() as session, session.begin():
+        org = await create_organisation(session, f"{org_prefix}-{uuid.uuid4().hex[:6]}", now)
+        await upsert_cds_client(
+            session,
+            organisation_id=org.id,
+            iss=ISS,
+            jwks_url=None,
+            jwks={"keys": [{**public, "kid": "k1"}]},
+            origins=(),
+            now=now,
+        )
+    return key
+
+
+def sign_token(key: ec.EllipticCurvePrivateKey, aud: str) -> str:
+    """One single-use token; labrec accepts ``exp`` at most five minutes after ``iat``."""
+    t = int(time.time())
+    return jwt.encode(
+        {"iss": ISS, "aud": aud, "iat": t, "exp": t + 280, "jti": uuid.uuid4().hex},
+        key,
+        algorithm="ES384",
+        headers={"kid": "k1", "typ": "JWT"},
+    )
+
+
 ISS = "https://bench-ehr.example.org"
 LAB_CODES = ["24325-3", "24323-8", "58410-2", "3016-3", "2951-2", "2160-0", "1742-6", "1920-8"]
 
@@ -154,35 +187,16 @@ async def run(calls: int, database_url: str) -> dict[str, float]:
     )
     await migrate_async(database_url)  # the app itself migrates SQLite only
     app = create_app(settings, configure_logs=False, run_worker=False, settle_heap=True)
-    key = ec.generate_private_key(ec.SECP384R1())
-    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
     body = json.dumps(request_body()).encode()
     async with app.lifespan():
         container = app.state.container
-        now = dt.datetime.now(dt.UTC)
-        async with container.sessions() as session, session.begin():
-            org = await create_organisation(session, f"bench-{uuid.uuid4().hex[:6]}", now)
-            await upsert_cds_client(
-                session,
-                organisation_id=org.id,
-                iss=ISS,
-                jwks_url=None,
-                jwks={"keys": [{**public, "kid": "k1"}]},
-                origins=(),
-                now=now,
-            )
+        key = await register_bench_ehr(container, "bench")
         aud = settings.public_url.rstrip("/") + PATH
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             timings: list[float] = []
             for i in range(calls + 20):
-                t = int(time.time())
-                token = jwt.encode(
-                    {"iss": ISS, "aud": aud, "iat": t, "exp": t + 300, "jti": str(uuid.uuid4())},
-                    key,
-                    algorithm="ES384",
-                    headers={"kid": "k1", "typ": "JWT"},
-                )
+                token = sign_token(key, aud)
                 headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
                 started = time.perf_counter()
                 response = await client.post(PATH, content=body, headers=headers)

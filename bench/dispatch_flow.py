@@ -34,7 +34,10 @@ from sqlalchemy import func, select
 
 from bench.contexts import order_bodies
 from bench.procs import (
+    DEFAULT_PG,
     LABREC,
+    RESULTS,
+    SECRET,
     Proc,
     clean_env,
     free_port,
@@ -43,10 +46,7 @@ from bench.procs import (
     running,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 BENCH_DB = "labrec_bench_dispatch"
-SECRET = "whsec_" + "YmVuY2hiZW5jaGJlbmNoYmVuY2hiZW5jaGJlbmNoYmU="
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "faults": {

@@ -19,6 +19,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 LABREC = [sys.executable, "-m", "service.cli"]
+RESULTS = ROOT / "bench" / "results"
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+#: A valid Standard Webhooks secret for the bench's labrec and sandbox lab.
+SECRET = "whsec_" + "YmVuY2hiZW5jaGJlbmNoYmVuY2hiZW5jaGJlbmNoYmU="
 
 
 def free_port() -> int:

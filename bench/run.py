@@ -33,7 +33,10 @@ from bench.contexts import (
     write_lines,
 )
 from bench.procs import (
+    DEFAULT_PG,
     LABREC,
+    RESULTS,
+    SECRET,
     Proc,
     clean_env,
     create_tenant,
@@ -44,11 +47,7 @@ from bench.procs import (
 )
 from bench.wrk import WrkResult, run_wrk
 
-RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 BENCH_DB = "labrec_bench"
-#: A valid Standard Webhooks secret for the runs that never talk to a lab.
-SECRET = "whsec_" + "YmVuY2hiZW5jaGJlbmNoYmVuY2hiZW5jaGJlbmNoYmU="
 #: (e) CDS runs: issue 15's targets are stated at 32 connections.
 CDS_CONNECTIONS = 32
 CDS_TOKEN_RATE = 1800
